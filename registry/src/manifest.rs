@@ -1,0 +1,156 @@
+//! A plugin's `plugin.toml`: who it is and what it asks for.
+//!
+//! The manifest *requests*; `stack.toml` *grants*. The host loads a plugin
+//! only when its exported specs match the operations the manifest lists, so
+//! an operator can review what a plugin offers without running it.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grants::PathPattern;
+use crate::path::is_valid_segment;
+
+/// The parsed `plugin.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginManifest {
+    /// Plugin name, a valid path segment.
+    pub name: String,
+    /// Semantic version of the plugin.
+    pub version: String,
+    /// One line for `host plugins`.
+    #[serde(default)]
+    pub description: String,
+    /// Namespace its operations live under; defaults to `name`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Names of the operations it exports.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// Capabilities it asks the operator for.
+    #[serde(default)]
+    pub capabilities: RequestedCapabilities,
+}
+
+/// Capabilities a plugin asks for; nothing is granted by asking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedCapabilities {
+    /// Wants a key-value namespace.
+    #[serde(default)]
+    pub kv: bool,
+    /// Operations it wants to call through `env`.
+    #[serde(default)]
+    pub env: Vec<PathPattern>,
+}
+
+/// Why a `plugin.toml` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not valid TOML, or unknown or missing fields.
+    #[error("plugin.toml is not valid: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// The name or namespace is not a valid path segment.
+    #[error("plugin {field} `{value}` is not valid: use lowercase letters, digits, `-` and `_`")]
+    BadName {
+        /// `name` or `namespace`.
+        field: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// An operation name is invalid or listed twice.
+    #[error("operation `{0}` in plugin.toml is invalid or listed twice")]
+    BadOperation(String),
+    /// The exported specs differ from the manifest's list.
+    #[error(
+        "plugin `{plugin}` exports operations {exported:?} but its plugin.toml lists {listed:?}; make them agree"
+    )]
+    SpecMismatch {
+        /// The plugin name.
+        plugin: String,
+        /// What the component exports.
+        exported: Vec<String>,
+        /// What the manifest lists.
+        listed: Vec<String>,
+    },
+}
+
+impl PluginManifest {
+    /// Parses and validates `plugin.toml` text.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let manifest: PluginManifest = toml::from_str(text)?;
+        if !is_valid_segment(&manifest.name) {
+            return Err(ManifestError::BadName {
+                field: "name",
+                value: manifest.name,
+            });
+        }
+        if let Some(ns) = &manifest.namespace
+            && !is_valid_segment(ns)
+        {
+            return Err(ManifestError::BadName {
+                field: "namespace",
+                value: ns.clone(),
+            });
+        }
+        let mut seen = BTreeSet::new();
+        for op in &manifest.operations {
+            if !is_valid_segment(op) || !seen.insert(op.as_str()) {
+                return Err(ManifestError::BadOperation(op.clone()));
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The namespace operations are registered under.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Checks that the component exports exactly the listed operations.
+    pub fn check_exports<'a>(
+        &self,
+        exported: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ManifestError> {
+        let exported: BTreeSet<&str> = exported.into_iter().collect();
+        let listed: BTreeSet<&str> = self.operations.iter().map(String::as_str).collect();
+        if exported != listed {
+            return Err(ManifestError::SpecMismatch {
+                plugin: self.name.clone(),
+                exported: exported.into_iter().map(str::to_owned).collect(),
+                listed: listed.into_iter().map(str::to_owned).collect(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECHO: &str = r#"
+        name = "echo"
+        version = "0.1.0"
+        operations = ["ping", "put"]
+        [capabilities]
+        kv = true
+    "#;
+
+    #[test]
+    fn parses_a_manifest() {
+        let m = PluginManifest::parse(ECHO).unwrap();
+        assert_eq!(m.namespace(), "echo");
+        assert!(m.capabilities.kv);
+        m.check_exports(["put", "ping"]).unwrap();
+        assert!(m.check_exports(["ping"]).is_err());
+    }
+
+    #[test]
+    fn refuses_unknown_fields_bad_names_and_duplicates() {
+        assert!(PluginManifest::parse("name='a'\nversion='1'\nbogus=1").is_err());
+        assert!(PluginManifest::parse("name='A'\nversion='1'").is_err());
+        assert!(PluginManifest::parse("name='a'\nversion='1'\noperations=['x','x']").is_err());
+    }
+}

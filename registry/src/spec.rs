@@ -1,0 +1,167 @@
+//! Operation specs: what an operation is called, what it does to state,
+//! what it takes and returns (JSON Schema), and which scopes a caller needs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::path::{OperationPath, is_valid_segment};
+
+/// What an operation does to the node's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    /// Reads state, changes nothing; safe to retry.
+    Query,
+    /// Changes state.
+    Mutation,
+    /// Streams events until either side ends it.
+    Subscription,
+}
+
+impl OpKind {
+    /// The kebab-case name used in WIT, JSON and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Query => "query",
+            OpKind::Mutation => "mutation",
+            OpKind::Subscription => "subscription",
+        }
+    }
+}
+
+/// One operation as the registry knows it: path, kind, schemas and scopes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationSpec {
+    /// Full path, always addressed through [`crate::LOCAL_NODE`].
+    pub path: OperationPath,
+    /// Query, mutation or subscription.
+    pub kind: OpKind,
+    /// One or two sentences for `host ops`.
+    pub description: String,
+    /// JSON Schema of the input.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of the output.
+    pub output_schema: serde_json::Value,
+    /// Scopes an outside caller must hold.
+    pub scopes: Vec<String>,
+}
+
+/// Why a spec offered by a plugin was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The operation name is not a valid path segment.
+    #[error(
+        "operation name `{0}` is not valid: use 1 to 64 of lowercase letters, digits, `-` and `_`"
+    )]
+    BadName(String),
+    /// A schema is not JSON, or not a valid JSON Schema.
+    #[error("the {which} schema of operation `{op}` is not a valid JSON Schema: {reason}")]
+    BadSchema {
+        /// The operation's name.
+        op: String,
+        /// `input` or `output`.
+        which: &'static str,
+        /// What the parser or the meta-schema said.
+        reason: String,
+    },
+    /// A scope is empty or has whitespace.
+    #[error("scope `{scope}` of operation `{op}` is not valid: use `name:verb` without spaces")]
+    BadScope {
+        /// The operation's name.
+        op: String,
+        /// The offending scope.
+        scope: String,
+    },
+}
+
+impl OperationSpec {
+    /// Builds a spec from the parts a plugin exports, checking the name, the
+    /// schemas (JSON text that compiles as a JSON Schema) and the scopes.
+    pub fn from_parts(
+        namespace: &str,
+        name: &str,
+        kind: OpKind,
+        description: &str,
+        input_schema: &str,
+        output_schema: &str,
+        scopes: Vec<String>,
+    ) -> Result<Self, SpecError> {
+        if !is_valid_segment(name) {
+            return Err(SpecError::BadName(name.to_owned()));
+        }
+        let path = OperationPath::new(crate::LOCAL_NODE, namespace, name)
+            .map_err(|_| SpecError::BadName(name.to_owned()))?;
+        let input_schema = parse_schema(name, "input", input_schema)?;
+        let output_schema = parse_schema(name, "output", output_schema)?;
+        if let Some(scope) = scopes
+            .iter()
+            .find(|s| s.is_empty() || s.chars().any(char::is_whitespace))
+        {
+            return Err(SpecError::BadScope {
+                op: name.to_owned(),
+                scope: scope.clone(),
+            });
+        }
+        Ok(OperationSpec {
+            path,
+            kind,
+            description: description.to_owned(),
+            input_schema,
+            output_schema,
+            scopes,
+        })
+    }
+}
+
+fn parse_schema(op: &str, which: &'static str, text: &str) -> Result<serde_json::Value, SpecError> {
+    let bad = |reason: String| SpecError::BadSchema {
+        op: op.to_owned(),
+        which,
+        reason,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    jsonschema::validator_for(&value).map_err(|e| bad(e.to_string()))?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_a_well_formed_spec() {
+        let spec = OperationSpec::from_parts(
+            "echo",
+            "ping",
+            OpKind::Query,
+            "Echo.",
+            r#"{"type":"object","properties":{"msg":{"type":"string"}}}"#,
+            "true",
+            vec!["echo:read".into()],
+        )
+        .unwrap();
+        assert_eq!(spec.path.to_string(), "/node/echo/ping");
+    }
+
+    #[test]
+    fn refuses_bad_names_schemas_and_scopes() {
+        let build = |name: &str, schema: &str, scope: &str| {
+            OperationSpec::from_parts(
+                "echo",
+                name,
+                OpKind::Query,
+                "",
+                schema,
+                "{}",
+                vec![scope.into()],
+            )
+        };
+        assert!(matches!(build("Ping", "{}", "a"), Err(SpecError::BadName(_))));
+        assert!(matches!(build("ping", "{", "a"), Err(SpecError::BadSchema { .. })));
+        assert!(matches!(
+            build("ping", r#"{"type":7}"#, "a"),
+            Err(SpecError::BadSchema { .. })
+        ));
+        assert!(matches!(build("ping", "{}", "a b"), Err(SpecError::BadScope { .. })));
+    }
+}

@@ -1,0 +1,228 @@
+//! The `stack.toml` file model: the node, its limits, and which plugins to
+//! load with which grants.
+//!
+//! Unknown keys are refused so a typo in a grant never silently grants
+//! nothing (or, worse, appears to grant something).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::grants::GrantSet;
+use crate::path::is_valid_segment;
+
+/// The whole `stack.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackFile {
+    /// The node itself.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// Limits on calls and frames.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Plugins to load, by name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginEntry>,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's name, as peers address it.
+    #[serde(default = "default_node_name")]
+    pub name: String,
+    /// Where the node keeps its database, cache and socket.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// The Unix socket local clients connect to.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            name: default_node_name(),
+            data_dir: None,
+            socket: None,
+        }
+    }
+}
+
+fn default_node_name() -> String {
+    "local".to_owned()
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Deadline of a call that does not set its own, in milliseconds.
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// How deep `env` calls may nest before failing with `resource-exhausted`.
+    #[serde(default = "default_max_call_depth")]
+    pub max_call_depth: u32,
+    /// Largest frame accepted on the local socket, in bytes.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            call_timeout_ms: default_call_timeout_ms(),
+            max_call_depth: default_max_call_depth(),
+            max_frame_bytes: default_max_frame_bytes(),
+        }
+    }
+}
+
+fn default_call_timeout_ms() -> u64 {
+    5_000
+}
+fn default_max_call_depth() -> u32 {
+    8
+}
+fn default_max_frame_bytes() -> u32 {
+    16 * 1024 * 1024
+}
+
+/// `[plugins.<name>]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    /// A directory holding `plugin.toml` and `<name>.wasm`. Relative paths
+    /// are resolved against the directory of `stack.toml`. When absent the
+    /// plugin bundled with the `host` binary of that name is used.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// What the plugin may do; nothing by default.
+    #[serde(default)]
+    pub grants: GrantSet,
+}
+
+/// Why a `stack.toml` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or an unknown key or bad value.
+    #[error("{path} is not a valid stack file: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with line and column.
+        source: toml::de::Error,
+    },
+    /// A value parsed but makes no sense.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl StackFile {
+    /// Reads and validates `path`, resolving relative paths against its
+    /// directory.
+    pub fn load(path: &Path) -> Result<Self, StackError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StackError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut stack = Self::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        stack.node.data_dir.as_mut().map(resolve);
+        stack.node.socket.as_mut().map(resolve);
+        for entry in stack.plugins.values_mut() {
+            entry.path.as_mut().map(resolve);
+        }
+        Ok(stack)
+    }
+
+    /// Parses and validates stack text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, StackError> {
+        let stack: StackFile = toml::from_str(text).map_err(|source| StackError::Parse {
+            path: origin.to_owned(),
+            source,
+        })?;
+        let invalid = |message: String| StackError::Invalid {
+            path: origin.to_owned(),
+            message,
+        };
+        if !is_valid_segment(&stack.node.name) {
+            return Err(invalid(format!(
+                "node name `{}` is not valid: use lowercase letters, digits, `-` and `_`",
+                stack.node.name
+            )));
+        }
+        if let Some(name) = stack.plugins.keys().find(|n| !is_valid_segment(n)) {
+            return Err(invalid(format!(
+                "plugin name `{name}` is not valid: use lowercase letters, digits, `-` and `_`"
+            )));
+        }
+        let limits = &stack.limits;
+        if limits.call_timeout_ms == 0 || limits.max_call_depth == 0 || limits.max_frame_bytes < 1024
+        {
+            return Err(invalid(
+                "limits must be positive and max_frame_bytes at least 1024".to_owned(),
+            ));
+        }
+        Ok(stack)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let stack = StackFile::parse("", Path::new("stack.toml")).unwrap();
+        assert_eq!(stack, StackFile::default());
+        assert_eq!(stack.limits.max_call_depth, 8);
+    }
+
+    #[test]
+    fn parses_plugins_and_grants() {
+        let stack = StackFile::parse(
+            r#"
+            [plugins.echo]
+            grants.kv = true
+            [plugins.relay]
+            grants.env = ["/node/echo/*"]
+            "#,
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        assert!(stack.plugins["echo"].grants.kv);
+        assert!(stack.plugins["relay"].grants.allows_env(&"/node/echo/ping".parse().unwrap()));
+        assert!(!stack.plugins["relay"].grants.kv);
+    }
+
+    #[test]
+    fn typos_are_refused_not_ignored() {
+        let err = StackFile::parse("[plugins.echo]\ngrant.kv = true", Path::new("s.toml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("grant"), "{err}");
+        assert!(StackFile::parse("[plugins.echo]\ngrants.env=['nope']", Path::new("s")).is_err());
+        assert!(StackFile::parse("[limits]\nmax_call_depth=0", Path::new("s")).is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! [`Context`]: what a handler knows about the call it serves.
+
+use crate::Identity;
+use crate::bindings::hearth::node::types::CallContext;
+
+/// The call being served: its ids, caller identity, metadata and deadline.
+#[derive(Debug, Clone)]
+pub struct Context {
+    inner: CallContext,
+}
+
+impl Context {
+    pub(crate) fn new(inner: CallContext) -> Self {
+        Context { inner }
+    }
+
+    /// Unique id the host gave this call.
+    pub fn request_id(&self) -> &str {
+        &self.inner.request_id
+    }
+
+    /// Id of the call that made this one through `env`, if any.
+    pub fn parent_request_id(&self) -> Option<&str> {
+        self.inner.parent_request_id.as_deref()
+    }
+
+    /// Who the call is made for.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// Caller metadata for `key`, if set.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.inner
+            .metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Milliseconds left before the deadline when the call started.
+    pub fn deadline_ms(&self) -> u64 {
+        self.inner.deadline_ms
+    }
+
+    /// True when another plugin made this call through `env`.
+    pub fn is_nested(&self) -> bool {
+        self.inner.trusted
+    }
+
+    /// Nesting depth: 0 for a call from outside the node.
+    pub fn depth(&self) -> u32 {
+        self.inner.depth
+    }
+}
