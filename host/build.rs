@@ -1,1 +1,153 @@
-fn main() {}
+//! Builds the plugins in `plugins/` for `wasm32-wasip2` and bundles them
+//! into the `host` binary, so `cargo run -- serve` and `cargo test` need no
+//! manual step.
+//!
+//! The plugins are a separate workspace with their own target directory,
+//! so this nested build never waits on the outer build's lock. The wasm
+//! target is installed with rustup when missing.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Variables of the outer build that must not leak into the nested one:
+/// host-only flags, the outer target dir, wrappers meant for the host crates.
+const SCRUBBED_ENV: &[&str] = &[
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTC_WRAPPER",
+    "CARGO_PRIMARY_PACKAGE",
+];
+
+fn main() {
+    if let Err(message) = run() {
+        println!("cargo::error={message}");
+    }
+}
+
+fn run() -> Result<(), String> {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let root = manifest_dir.parent().ok_or("host crate has no parent directory")?;
+    let plugins_dir = root.join("plugins");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
+
+    println!("cargo::rerun-if-env-changed=HEARTH_PLUGIN_TARGET_DIR");
+    for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "sdk/src", "sdk/Cargo.toml", "wit"] {
+        println!("cargo::rerun-if-changed={}", root.join(watched).display());
+    }
+    let plugins = plugin_dirs(&plugins_dir)?;
+    for dir in &plugins {
+        println!("cargo::rerun-if-changed={}", dir.join("src").display());
+        println!("cargo::rerun-if-changed={}", dir.join("Cargo.toml").display());
+        println!("cargo::rerun-if-changed={}", dir.join("plugin.toml").display());
+    }
+
+    ensure_wasm_target()?;
+    let target_dir = plugin_target_dir(&plugins_dir);
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--release", "--locked", "--target", WASM_TARGET, "--manifest-path"])
+        .arg(plugins_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for var in SCRUBBED_ENV {
+        build.env_remove(var);
+    }
+    // Cargo reads a build script's stdout as directives; keep the nested
+    // build's chatter on stderr.
+    let status = build
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| format!("cannot run cargo to build the plugins: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the plugins in {} failed ({status}); see the cargo output above",
+            plugins_dir.display()
+        ));
+    }
+
+    let wasm_dir = target_dir.join(WASM_TARGET).join("release");
+    let bundle_dir = out_dir.join("plugins");
+    fs::create_dir_all(&bundle_dir).map_err(|e| e.to_string())?;
+    let mut generated = String::from("&[\n");
+    for dir in &plugins {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("plugin directory name is not UTF-8")?;
+        let wasm = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
+        let bundled_wasm = bundle_dir.join(format!("{name}.wasm"));
+        let bundled_manifest = bundle_dir.join(format!("{name}.plugin.toml"));
+        fs::copy(&wasm, &bundled_wasm)
+            .map_err(|e| format!("cannot copy {}: {e}", wasm.display()))?;
+        fs::copy(dir.join("plugin.toml"), &bundled_manifest).map_err(|e| e.to_string())?;
+        let _ = writeln!(
+            generated,
+            "    BundledPlugin {{ name: {name:?}, manifest: include_str!({:?}), component: include_bytes!({:?}) }},",
+            bundled_manifest.display().to_string(),
+            bundled_wasm.display().to_string(),
+        );
+    }
+    generated.push(']');
+    fs::write(out_dir.join("bundled_plugins.rs"), generated).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Every directory under `plugins/` that holds a `plugin.toml`, sorted.
+fn plugin_dirs(plugins_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = fs::read_dir(plugins_dir)
+        .map_err(|e| format!("cannot read {}: {e}", plugins_dir.display()))?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("plugin.toml").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// `$HEARTH_PLUGIN_TARGET_DIR`, else next to the outer target directory
+/// when one is set, else `plugins/target`.
+fn plugin_target_dir(plugins_dir: &Path) -> PathBuf {
+    if let Some(dir) = env::var_os("HEARTH_PLUGIN_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("hearth-plugins");
+    }
+    plugins_dir.join("target")
+}
+
+/// Installs the wasm target with rustup when it is missing.
+fn ensure_wasm_target() -> Result<(), String> {
+    let sysroot = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
+    let installed = Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(WASM_TARGET)
+        .is_dir();
+    if installed {
+        return Ok(());
+    }
+    println!("cargo::warning=installing the {WASM_TARGET} target with rustup");
+    let status = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .status()
+        .map_err(|e| format!("{WASM_TARGET} is missing and rustup cannot be run: {e}"))?;
+    if !status.success() {
+        return Err(format!("`rustup target add {WASM_TARGET}` failed ({status})"));
+    }
+    Ok(())
+}

@@ -1,1 +1,18 @@
-//! placeholder
+//! The Hearth node: a trusted core that runs application features as
+//! WebAssembly plugins.
+//!
+//! - [`config`]: `stack.toml` resolved into what the node runs;
+//! - [`runtime`]: wasmtime, the per-call store, the plugin imports;
+//! - [`node`]: routing, scopes, grants, nested calls (the OperationEnv);
+//! - [`kv`]: the SQLite store behind the `kv` interface;
+//! - [`transport`]: the Unix-socket protocol and server;
+//! - [`client`]: the client library the CLI uses;
+//! - [`cli`]: the `host` command line.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod kv;
+pub mod node;
+pub mod runtime;
+pub mod transport;

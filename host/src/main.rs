@@ -1,1 +1,5 @@
-fn main(){}
+//! The `host` binary: see [`hearth_host::cli`].
+
+fn main() -> std::process::ExitCode {
+    hearth_host::cli::main()
+}

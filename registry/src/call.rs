@@ -79,9 +79,10 @@ impl CallError {
     }
 }
 
-/// Where a response came from.
+/// Where a response came from. Externally tagged (`{"plugin":"echo"}`,
+/// `"host"`) so it encodes in postcard as well as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", content = "name")]
+#[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// A plugin on this node, by name.
     Plugin(String),

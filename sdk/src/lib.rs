@@ -86,6 +86,8 @@ pub use serde;
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
-        $crate::bindings::__export_hearth_plugin!($crate::Adapter<$plugin> with_types_in $crate::bindings);
+        // The generated export macro takes an identifier, not a path.
+        type __HearthAdapter = $crate::Adapter<$plugin>;
+        $crate::bindings::__export_hearth_plugin!(__HearthAdapter with_types_in $crate::bindings);
     };
 }

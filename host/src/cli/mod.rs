@@ -1,0 +1,184 @@
+//! The `host` command line: `serve`, `call`, `ops`, `plugins`.
+//!
+//! Every command but `serve` is a client of a running node through
+//! [`crate::client`]; `ops` and `plugins` are calls to `/node/host/*`, so
+//! the CLI shows exactly what any client would see.
+
+mod output;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{CallOptions, Client, ClientError};
+
+/// Exit code when a call fails with a typed error.
+const EXIT_CALL_FAILED: u8 = 1;
+/// Exit code when no node could be reached.
+const EXIT_UNREACHABLE: u8 = 3;
+
+/// Hearth: a node runtime whose features are WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "host", version, about, long_about = None)]
+pub struct Cli {
+    /// The node's Unix socket [default: $HEARTH_SOCKET, else <data dir>/run/host.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node in the foreground until interrupted.
+    Serve {
+        /// The stack file; the bundled default (examples/stack.toml) when absent.
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Call an operation and print its output JSON.
+    Call {
+        /// Operation path, e.g. /node/echo/ping.
+        path: String,
+        /// Input JSON; `-` reads it from stdin. Default: {}.
+        input: Option<String>,
+        /// Deadline in milliseconds (the node's default otherwise).
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
+        /// Metadata passed to the handler, as key=value; repeatable.
+        #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+        metadata: Vec<(String, String)>,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// List the operations the node serves, with kind and schemas.
+    Ops {
+        #[command(flatten)]
+        format: Format,
+    },
+    /// List loaded plugins with versions and grants.
+    Plugins {
+        #[command(flatten)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Format {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_meta(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// Parses arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let socket = cli.socket.or_else(crate::config::default_socket);
+    match cli.command {
+        Command::Serve { config } => serve::run(config, socket_override(&socket, &cli_socket_given())).await,
+        Command::Call {
+            path,
+            input,
+            timeout_ms,
+            metadata,
+            format,
+        } => {
+            let input = match read_input(input) {
+                Ok(input) => input,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = CallOptions {
+                timeout: timeout_ms.map(Duration::from_millis),
+                metadata,
+            };
+            with_client(socket, format.json, async |client| {
+                let response = client.call_raw(&path, &input, options).await?;
+                output::print_response(&response, format.json);
+                Ok(())
+            })
+            .await
+        }
+        Command::Ops { format } => {
+            with_client(socket, format.json, async |client| {
+                let response = client.call("/node/host/ops", &serde_json::json!({})).await?;
+                output::print_ops(&response.output, format.json);
+                Ok(())
+            })
+            .await
+        }
+        Command::Plugins { format } => {
+            with_client(socket, format.json, async |client| {
+                let response = client.call("/node/host/plugins", &serde_json::json!({})).await?;
+                output::print_plugins(&response.output, format.json);
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+/// `serve` uses `--socket` only when given explicitly; otherwise its
+/// stack file decides.
+fn cli_socket_given() -> bool {
+    std::env::args().any(|a| a == "--socket" || a.starts_with("--socket="))
+}
+
+fn socket_override(socket: &Option<PathBuf>, given: &bool) -> Option<PathBuf> {
+    if *given { socket.clone() } else { None }
+}
+
+fn read_input(input: Option<String>) -> std::io::Result<String> {
+    match input.as_deref() {
+        None => Ok("{}".to_owned()),
+        Some("-") => std::io::read_to_string(std::io::stdin()),
+        Some(text) => Ok(text.to_owned()),
+    }
+}
+
+async fn with_client(
+    socket: Option<PathBuf>,
+    json: bool,
+    f: impl AsyncFnOnce(&Client) -> Result<(), ClientError>,
+) -> ExitCode {
+    let Some(socket) = socket else {
+        eprintln!("error: no socket given and no default data directory; pass --socket or set HEARTH_SOCKET");
+        return ExitCode::from(EXIT_UNREACHABLE);
+    };
+    let result = match Client::connect(&socket).await {
+        Ok(client) => f(&client).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            output::print_error(&err, json);
+            match err.call_error() {
+                Some(_) => ExitCode::from(EXIT_CALL_FAILED),
+                None => ExitCode::from(EXIT_UNREACHABLE),
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `host serve`: load the configuration, start the node, bind the socket,
+//! say where it listens, and run until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::NodeConfig;
+use crate::node::Node;
+use crate::transport::server::SocketServer;
+
+/// Runs the node; `socket` overrides the stack file's socket.
+pub async fn run(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
+    init_tracing();
+    match serve(config_path, socket).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = NodeConfig::load(config_path.as_deref())?;
+    if let Some(socket) = socket {
+        config.socket = socket;
+    }
+    let node = Node::start(&config).await?;
+    let server = SocketServer::bind(&config.socket).await?;
+    println!(
+        "hearth node `{}` ready: {} plugins, {} operations\nsocket: {}\ndata: {}\nconfig: {}",
+        node.name(),
+        node.plugins().len(),
+        node.routes().len(),
+        server.path().display(),
+        config.data_dir.display(),
+        config
+            .origin
+            .as_ref()
+            .map_or_else(|| "embedded default (examples/stack.toml)".to_owned(), |p| p.display().to_string()),
+    );
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        () = server.serve(node) => {}
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    drop(server);
+    Ok(())
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

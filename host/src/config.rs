@@ -1,0 +1,227 @@
+//! Turns a `stack.toml` (or the embedded default) into a [`NodeConfig`]:
+//! resolved directories, socket path, limits, and each plugin's manifest,
+//! component bytes and grants.
+//!
+//! Precedence for the data directory and socket: the stack file, then
+//! `$HEARTH_DATA_DIR` / `$HEARTH_SOCKET`, then `$XDG_DATA_HOME/hearth`,
+//! then `~/.local/share/hearth`.
+
+use std::borrow::Cow;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use hearth_registry::{GrantSet, LimitsSection, ManifestError, PluginManifest, StackError, StackFile};
+
+/// The configuration used when `host serve` gets no `--config`.
+pub const DEFAULT_STACK: &str = include_str!("../../examples/stack.toml");
+
+/// A plugin compiled into the `host` binary from `plugins/`.
+pub struct BundledPlugin {
+    /// Directory name under `plugins/`.
+    pub name: &'static str,
+    /// Its `plugin.toml`.
+    pub manifest: &'static str,
+    /// The component, built for wasm32-wasip2.
+    pub component: &'static [u8],
+}
+
+/// Every plugin bundled at build time.
+pub static BUNDLED: &[BundledPlugin] = include!(concat!(env!("OUT_DIR"), "/bundled_plugins.rs"));
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The stack file is unreadable or invalid.
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    /// A plugin's files are missing or invalid.
+    #[error("plugin `{plugin}`: {message}")]
+    Plugin {
+        /// The plugin's name in `stack.toml`.
+        plugin: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// No home directory to put data in.
+    #[error("cannot find a data directory: set HEARTH_DATA_DIR or `node.data_dir` in stack.toml")]
+    NoDataDir,
+}
+
+/// One plugin to load.
+pub struct PluginSource {
+    /// Name from `stack.toml`.
+    pub name: String,
+    /// Its parsed `plugin.toml`.
+    pub manifest: PluginManifest,
+    /// The component bytes.
+    pub component: Cow<'static, [u8]>,
+    /// What the operator granted.
+    pub grants: GrantSet,
+    /// `bundled` or the directory it came from.
+    pub origin: String,
+}
+
+/// Everything `host serve` needs, resolved.
+pub struct NodeConfig {
+    /// The node's name.
+    pub name: String,
+    /// Data directory (database, cache, socket).
+    pub data_dir: PathBuf,
+    /// Unix socket path.
+    pub socket: PathBuf,
+    /// Limits on calls and frames.
+    pub limits: LimitsSection,
+    /// Plugins to load, in name order.
+    pub plugins: Vec<PluginSource>,
+    /// The stack file, or `None` for the embedded default.
+    pub origin: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// Loads `path`, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let stack = match path {
+            Some(path) => StackFile::load(path)?,
+            None => StackFile::parse(DEFAULT_STACK, Path::new("<embedded default stack.toml>"))?,
+        };
+        Self::from_stack(stack, path.map(Path::to_owned))
+    }
+
+    /// Resolves a parsed stack file.
+    pub fn from_stack(stack: StackFile, origin: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let data_dir = match stack.node.data_dir {
+            Some(dir) => dir,
+            None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
+        };
+        let socket = stack
+            .node
+            .socket
+            .or_else(|| std::env::var_os("HEARTH_SOCKET").map(PathBuf::from))
+            .unwrap_or_else(|| data_dir.join("run").join("host.sock"));
+        let mut plugins = Vec::new();
+        for (name, entry) in stack.plugins {
+            let source = match entry.path {
+                Some(dir) => load_from_dir(&name, &dir)?,
+                None => load_bundled(&name)?,
+            };
+            plugins.push(PluginSource {
+                grants: entry.grants,
+                ..source
+            });
+        }
+        Ok(NodeConfig {
+            name: stack.node.name,
+            data_dir,
+            socket,
+            limits: stack.limits,
+            plugins,
+            origin,
+        })
+    }
+}
+
+fn plugin_error(plugin: &str, message: String) -> ConfigError {
+    ConfigError::Plugin {
+        plugin: plugin.to_owned(),
+        message,
+    }
+}
+
+fn check_manifest(plugin: &str, manifest: Result<PluginManifest, ManifestError>) -> Result<PluginManifest, ConfigError> {
+    let manifest = manifest.map_err(|e| plugin_error(plugin, e.to_string()))?;
+    if manifest.name != plugin {
+        return Err(plugin_error(
+            plugin,
+            format!(
+                "its plugin.toml names it `{}`; use that name in [plugins.{}] of stack.toml",
+                manifest.name, manifest.name
+            ),
+        ));
+    }
+    Ok(manifest)
+}
+
+fn load_bundled(name: &str) -> Result<PluginSource, ConfigError> {
+    let Some(bundled) = BUNDLED.iter().find(|b| b.name == name) else {
+        let known: Vec<&str> = BUNDLED.iter().map(|b| b.name).collect();
+        return Err(plugin_error(
+            name,
+            format!(
+                "no plugin of that name is bundled with this host (bundled: {}); set `path` to its directory",
+                known.join(", ")
+            ),
+        ));
+    };
+    Ok(PluginSource {
+        name: name.to_owned(),
+        manifest: check_manifest(name, PluginManifest::parse(bundled.manifest))?,
+        component: Cow::Borrowed(bundled.component),
+        grants: GrantSet::default(),
+        origin: "bundled".to_owned(),
+    })
+}
+
+/// Loads `<dir>/plugin.toml` and `<dir>/<name>.wasm`.
+fn load_from_dir(name: &str, dir: &Path) -> Result<PluginSource, ConfigError> {
+    let read = |file: &Path| {
+        std::fs::read(file).map_err(|e| plugin_error(name, format!("cannot read {}: {e}", file.display())))
+    };
+    let manifest_text = read(&dir.join("plugin.toml"))?;
+    let manifest_text = String::from_utf8(manifest_text)
+        .map_err(|_| plugin_error(name, "plugin.toml is not UTF-8".to_owned()))?;
+    let manifest = check_manifest(name, PluginManifest::parse(&manifest_text))?;
+    let component = read(&dir.join(format!("{name}.wasm")))?;
+    Ok(PluginSource {
+        name: name.to_owned(),
+        manifest,
+        component: Cow::Owned(component),
+        grants: GrantSet::default(),
+        origin: dir.display().to_string(),
+    })
+}
+
+/// `$HEARTH_DATA_DIR`, else `$XDG_DATA_HOME/hearth`, else
+/// `~/.local/share/hearth`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    let from_env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    from_env("HEARTH_DATA_DIR")
+        .or_else(|| from_env("XDG_DATA_HOME").map(|d| d.join("hearth")))
+        .or_else(|| from_env("HOME").map(|h| h.join(".local/share/hearth")))
+}
+
+/// The socket a client uses when given none: `$HEARTH_SOCKET`, else the
+/// default data directory's `run/host.sock`.
+pub fn default_socket() -> Option<PathBuf> {
+    std::env::var_os("HEARTH_SOCKET")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| default_data_dir().map(|d| d.join("run").join("host.sock")))
+}
+
+/// Creates `dir` (and parents) and makes it private to this user (0700).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_stack_loads_the_bundled_plugins() {
+        let stack = StackFile::parse(DEFAULT_STACK, Path::new("default")).unwrap();
+        let config = NodeConfig::from_stack(stack, None).unwrap();
+        let names: Vec<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["echo", "relay"]);
+        assert!(config.plugins[0].grants.kv);
+        assert!(!config.plugins[1].grants.kv);
+    }
+
+    #[test]
+    fn unknown_bundled_plugins_are_named() {
+        let stack = StackFile::parse("[plugins.nope]", Path::new("s")).unwrap();
+        let err = NodeConfig::from_stack(stack, None).err().unwrap().to_string();
+        assert!(err.contains("bundled: echo, relay"), "{err}");
+    }
+}

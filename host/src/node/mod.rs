@@ -1,0 +1,350 @@
+//! The node: routes every call, local or nested, to a plugin or a native
+//! operation — the OperationEnv.
+//!
+//! Owns the routing table, the loaded plugins and the kv store. A call from
+//! outside is checked against the operation's scopes; a call a plugin makes
+//! through `env` is trusted, but only to paths its grants allow, carries its
+//! parent's request id, inherits the parent's deadline, and fails with
+//! `resource-exhausted` past `limits.max_call_depth`.
+//!
+//! It does not know about sockets or frames (see `transport`) or how wasm
+//! runs (see `runtime`).
+
+mod native;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use hearth_registry::{
+    CallError, ErrorCode, GrantSet, LOCAL_NODE, LimitsSection, OperationPath, ResponseEnvelope,
+    Route, RoutingTable, Source,
+};
+
+use crate::config::{NodeConfig, PluginSource};
+use crate::kv::KvStore;
+use crate::runtime::{
+    BoxFuture, CallContext, Caller, EngineLimits, HostServices, Identity, LoadedPlugin, Runtime,
+};
+
+/// The owner name native operations are registered under.
+const HOST_OWNER: &str = "host";
+/// Longest deadline a caller may ask for.
+const MAX_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A directory could not be created.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error(transparent)]
+    Kv(#[from] crate::kv::KvOpenError),
+    /// The engine or a plugin failed.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    /// Two operations share a path.
+    #[error(transparent)]
+    Routing(#[from] hearth_registry::RoutingError),
+}
+
+/// A call from outside the node.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// Operation path, as the caller wrote it.
+    pub path: String,
+    /// Input JSON text.
+    pub input: String,
+    /// Who is calling.
+    pub identity: Identity,
+    /// Caller metadata.
+    pub metadata: Vec<(String, String)>,
+    /// The caller's deadline; `limits.call_timeout_ms` when absent.
+    pub timeout: Option<Duration>,
+}
+
+/// A running node.
+pub struct Node {
+    name: String,
+    routes: RoutingTable,
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    runtime: Runtime,
+    kv: KvStore,
+    limits: LimitsSection,
+    started: Instant,
+    this: Weak<Node>,
+}
+
+impl Node {
+    /// Opens the data directory, loads every plugin and builds the table.
+    pub async fn start(config: &NodeConfig) -> Result<Arc<Node>, StartError> {
+        crate::config::create_private_dir(&config.data_dir).map_err(|source| StartError::Io {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let kv = KvStore::open(&config.data_dir.join("node.db"))?;
+        let runtime = Runtime::new(config.data_dir.join("cache"), EngineLimits::default())?;
+        let mut plugins = BTreeMap::new();
+        for source in &config.plugins {
+            let plugin = load_plugin(&runtime, source).await?;
+            tracing::info!(
+                plugin = %plugin.name,
+                version = %plugin.manifest.version,
+                operations = plugin.specs.len(),
+                cache = ?plugin.cache,
+                origin = %plugin.origin,
+                "plugin loaded"
+            );
+            plugins.insert(plugin.name.clone(), Arc::new(plugin));
+        }
+        let mut routes = RoutingTable::new();
+        for spec in native::specs() {
+            routes.insert(spec, HOST_OWNER)?;
+        }
+        for plugin in plugins.values() {
+            for spec in &plugin.specs {
+                routes.insert(spec.clone(), &plugin.name)?;
+            }
+        }
+        Ok(Arc::new_cyclic(|this| Node {
+            name: config.name.clone(),
+            routes,
+            plugins,
+            runtime,
+            kv,
+            limits: config.limits.clone(),
+            started: Instant::now(),
+            this: this.clone(),
+        }))
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &RoutingTable {
+        &self.routes
+    }
+
+    /// The loaded plugins, by name.
+    pub fn plugins(&self) -> &BTreeMap<String, Arc<LoadedPlugin>> {
+        &self.plugins
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &LimitsSection {
+        &self.limits
+    }
+
+    /// Serves a call from outside the node.
+    pub async fn call(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
+        let path = self.resolve(&request.path)?;
+        let route = self.routes.lookup(&path)?;
+        if let Some(missing) = route.spec.scopes.iter().find(|s| !request.identity.holds(s)) {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "identity `{}` lacks scope `{missing}`, which {path} requires; ask the operator to grant it",
+                    request.identity.id
+                ),
+            ));
+        }
+        let timeout = request
+            .timeout
+            .unwrap_or(Duration::from_millis(self.limits.call_timeout_ms))
+            .min(MAX_DEADLINE);
+        let ctx = CallContext {
+            request_id: ulid::Ulid::new().to_string(),
+            parent_request_id: None,
+            identity: request.identity,
+            metadata: request.metadata,
+            deadline: Instant::now() + timeout,
+            trusted: false,
+            depth: 0,
+            chain: vec![path],
+        };
+        self.execute(route, ctx, &request.input).await
+    }
+
+    /// A nested call made by a plugin through `env`.
+    async fn call_nested(&self, caller: Caller, path: String, input: String) -> Result<ResponseEnvelope, CallError> {
+        let path = self.resolve(&path)?;
+        if !caller.grants.allows_env(&path) {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "plugin `{}` is not granted calls to {path}; {}",
+                    caller.plugin,
+                    GrantSet::env_grant_hint(&caller.plugin, &path)
+                ),
+            ));
+        }
+        let parent = caller.ctx;
+        let depth = parent.depth + 1;
+        if depth > self.limits.max_call_depth {
+            // The last few hops show the cycle without flooding the message.
+            let skip = parent.chain.len().saturating_sub(4);
+            let mut chain: Vec<String> = parent.chain.iter().skip(skip).map(ToString::to_string).collect();
+            if skip > 0 {
+                chain.insert(0, "…".to_owned());
+            }
+            return Err(CallError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "call depth limit {} reached at {path} (chain: {} -> {path}); plugins are calling each other in a cycle, or raise `limits.max_call_depth`",
+                    self.limits.max_call_depth,
+                    chain.join(" -> ")
+                ),
+            ));
+        }
+        let route = self.routes.lookup(&path)?;
+        let mut chain = parent.chain;
+        chain.push(path);
+        let ctx = CallContext {
+            request_id: ulid::Ulid::new().to_string(),
+            parent_request_id: Some(parent.request_id),
+            identity: parent.identity,
+            metadata: parent.metadata,
+            deadline: parent.deadline,
+            trusted: true,
+            depth,
+            chain,
+        };
+        self.execute(route, ctx, &input).await
+    }
+
+    /// Parses a path and maps a local alias to [`LOCAL_NODE`].
+    fn resolve(&self, asked: &str) -> Result<OperationPath, CallError> {
+        let path: OperationPath = asked.parse().map_err(|e: hearth_registry::PathError| {
+            let not_found = self.routes.not_found(asked);
+            CallError::new(ErrorCode::NotFound, format!("{e}; {not_found}"))
+        })?;
+        if !path.is_local(&self.name) {
+            return Err(CallError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "unknown node `{}` in {path}: this node is `{}` (or `{LOCAL_NODE}`) and has no peers",
+                    path.node(),
+                    self.name
+                ),
+            ));
+        }
+        Ok(path.to_local())
+    }
+
+    /// Validates input and runs the route with `ctx`.
+    async fn execute(&self, route: Arc<Route>, ctx: CallContext, input: &str) -> Result<ResponseEnvelope, CallError> {
+        let started = Instant::now();
+        let input_value: serde_json::Value = serde_json::from_str(input).map_err(|e| {
+            CallError::new(
+                ErrorCode::InvalidInput,
+                format!("input to {} is not JSON: {e}", route.spec.path),
+            )
+        })?;
+        route.validate_input(&input_value)?;
+        let request_id = ctx.request_id.clone();
+        let parent_request_id = ctx.parent_request_id.clone();
+        let depth = ctx.depth;
+        let result = if route.owner == HOST_OWNER {
+            native::handle(self, route.spec.path.name(), &input_value)
+                .map(|output| (output, Source::Host))
+        } else {
+            self.run_plugin(&route, ctx, input).await
+        };
+        tracing::debug!(
+            path = %route.spec.path,
+            %request_id,
+            parent_request_id = parent_request_id.as_deref().unwrap_or(""),
+            depth,
+            micros = started.elapsed().as_micros() as u64,
+            outcome = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.code.as_str()),
+            "call"
+        );
+        let (output, source) = result?;
+        Ok(ResponseEnvelope {
+            output,
+            source,
+            request_id,
+            parent_request_id,
+        })
+    }
+
+    async fn run_plugin(
+        &self,
+        route: &Route,
+        ctx: CallContext,
+        input: &str,
+    ) -> Result<(serde_json::Value, Source), CallError> {
+        let plugin = self.plugins.get(&route.owner).ok_or_else(|| {
+            CallError::new(ErrorCode::Unavailable, format!("plugin `{}` is not loaded", route.owner))
+        })?;
+        let services: Arc<dyn HostServices> = self
+            .this
+            .upgrade()
+            .ok_or_else(|| CallError::new(ErrorCode::Unavailable, "the node is shutting down"))?;
+        let output = self
+            .runtime
+            .call(plugin, services, route.spec.path.name(), input, ctx)
+            .await?;
+        let output = serde_json::from_str(&output).map_err(|e| {
+            CallError::new(
+                ErrorCode::Failed,
+                format!("plugin `{}` returned output that is not JSON: {e}", plugin.name),
+            )
+        })?;
+        Ok((output, Source::Plugin(plugin.name.clone())))
+    }
+
+    fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+async fn load_plugin(runtime: &Runtime, source: &PluginSource) -> Result<LoadedPlugin, StartError> {
+    Ok(runtime
+        .load(
+            &source.name,
+            source.manifest.clone(),
+            source.grants.clone(),
+            &source.component,
+            source.origin.clone(),
+        )
+        .await?)
+}
+
+impl HostServices for Node {
+    fn call(&self, caller: Caller, path: String, input: String) -> BoxFuture<Result<ResponseEnvelope, CallError>> {
+        let Some(node) = self.this.upgrade() else {
+            return Box::pin(async { Err(CallError::new(ErrorCode::Unavailable, "the node is shutting down")) });
+        };
+        Box::pin(async move { node.call_nested(caller, path, input).await })
+    }
+
+    fn kv_get(&self, plugin: Arc<str>, key: String) -> BoxFuture<Result<Option<Vec<u8>>, CallError>> {
+        let kv = self.kv.clone();
+        Box::pin(async move { kv.get(&plugin, key).await })
+    }
+
+    fn kv_set(&self, plugin: Arc<str>, key: String, value: Vec<u8>) -> BoxFuture<Result<(), CallError>> {
+        let kv = self.kv.clone();
+        Box::pin(async move { kv.set(&plugin, key, value).await })
+    }
+
+    fn kv_delete(&self, plugin: Arc<str>, key: String) -> BoxFuture<Result<bool, CallError>> {
+        let kv = self.kv.clone();
+        Box::pin(async move { kv.delete(&plugin, key).await })
+    }
+
+    fn kv_list(&self, plugin: Arc<str>, prefix: String, limit: u32) -> BoxFuture<Result<Vec<String>, CallError>> {
+        let kv = self.kv.clone();
+        Box::pin(async move { kv.list(&plugin, prefix, limit).await })
+    }
+}

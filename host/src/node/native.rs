@@ -1,0 +1,145 @@
+//! Native operations under `/node/host/*`: what the node says about itself.
+//! The CLI's `ops` and `plugins` commands are calls to these, so any client
+//! sees exactly what the CLI sees.
+
+use hearth_registry::{CallError, ErrorCode, OpKind, OperationSpec};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Node;
+
+/// The WIT package plugins are built against.
+pub const WIT_PACKAGE: &str = "hearth:node@0.1.0";
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// Output of `/node/host/ping`.
+#[derive(Serialize, JsonSchema)]
+struct Ping {
+    node: String,
+    version: String,
+    uptime_ms: u64,
+}
+
+/// Output of `/node/host/version`.
+#[derive(Serialize, JsonSchema)]
+struct Version {
+    version: String,
+    wit: String,
+    protocol: u32,
+}
+
+/// One entry of `/node/host/ops`.
+#[derive(Serialize, JsonSchema)]
+struct OpEntry {
+    path: String,
+    kind: String,
+    owner: String,
+    description: String,
+    input_schema: serde_json::Value,
+    output_schema: serde_json::Value,
+    scopes: Vec<String>,
+}
+
+/// One entry of `/node/host/plugins`.
+#[derive(Serialize, JsonSchema)]
+struct PluginEntry {
+    name: String,
+    version: String,
+    description: String,
+    namespace: String,
+    origin: String,
+    component_sha256: String,
+    /// `hit` when the precompiled cache served it at startup.
+    cache: String,
+    operations: Vec<String>,
+    grants: Grants,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Grants {
+    kv: bool,
+    env: Vec<String>,
+}
+
+fn spec<I: JsonSchema, O: JsonSchema>(name: &str, description: &str, scopes: &[&str]) -> Option<OperationSpec> {
+    let input = schemars::schema_for!(I).as_value().to_string();
+    let output = schemars::schema_for!(O).as_value().to_string();
+    let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+    OperationSpec::from_parts("host", name, OpKind::Query, description, &input, &output, scopes).ok()
+}
+
+/// The specs of every native operation.
+pub(super) fn specs() -> Vec<OperationSpec> {
+    [
+        spec::<Empty, Ping>("ping", "Check the node is up; returns its name, version and uptime.", &[]),
+        spec::<Empty, Version>("version", "Versions of the node, its WIT package and its wire protocol.", &[]),
+        spec::<Empty, Vec<OpEntry>>("ops", "Every operation this node serves, with kind and schemas.", &["host:read"]),
+        spec::<Empty, Vec<PluginEntry>>("plugins", "Loaded plugins with versions and grants.", &["host:read"]),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Runs native operation `name`; input is already validated.
+pub(super) fn handle(node: &Node, name: &str, _input: &serde_json::Value) -> Result<serde_json::Value, CallError> {
+    let output = match name {
+        "ping" => serde_json::to_value(Ping {
+            node: node.name().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_ms: node.uptime().as_millis() as u64,
+        }),
+        "version" => serde_json::to_value(Version {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            wit: WIT_PACKAGE.to_owned(),
+            protocol: crate::transport::PROTOCOL_VERSION,
+        }),
+        "ops" => serde_json::to_value(
+            node.routes()
+                .iter()
+                .map(|route| OpEntry {
+                    path: route.spec.path.to_string(),
+                    kind: route.spec.kind.as_str().to_owned(),
+                    owner: route.owner.clone(),
+                    description: route.spec.description.clone(),
+                    input_schema: route.spec.input_schema.clone(),
+                    output_schema: route.spec.output_schema.clone(),
+                    scopes: route.spec.scopes.clone(),
+                })
+                .collect::<Vec<_>>(),
+        ),
+        "plugins" => serde_json::to_value(
+            node.plugins()
+                .values()
+                .map(|p| PluginEntry {
+                    name: p.name.clone(),
+                    version: p.manifest.version.clone(),
+                    description: p.manifest.description.clone(),
+                    namespace: p.manifest.namespace().to_owned(),
+                    origin: p.origin.clone(),
+                    component_sha256: p.component_sha256.clone(),
+                    cache: match p.cache {
+                        crate::runtime::CacheOutcome::Hit => "hit",
+                        crate::runtime::CacheOutcome::Miss => "miss",
+                    }
+                    .to_owned(),
+                    operations: p.specs.iter().map(|s| s.path.to_string()).collect(),
+                    grants: Grants {
+                        kv: p.grants.kv,
+                        env: p.grants.env.iter().map(ToString::to_string).collect(),
+                    },
+                })
+                .collect::<Vec<_>>(),
+        ),
+        other => {
+            return Err(CallError::new(
+                ErrorCode::NotFound,
+                format!("no native operation `{other}`"),
+            ));
+        }
+    };
+    output.map_err(|e| CallError::new(ErrorCode::Failed, format!("cannot encode output: {e}")))
+}

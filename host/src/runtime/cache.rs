@@ -1,0 +1,86 @@
+//! The precompiled-component cache.
+//!
+//! Compiling a component takes hundreds of milliseconds; loading a
+//! precompiled one takes about one. Entries are keyed by the SHA-256 of the
+//! component bytes and by the engine's compatibility hash (wasmtime version
+//! and codegen settings), so a new plugin build or a new `host` never loads
+//! a stale artifact. Files are written to a temporary name and renamed, so
+//! a crash mid-write leaves no half entry.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::RuntimeError;
+
+/// Whether a component came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheOutcome {
+    /// Loaded precompiled.
+    Hit,
+    /// Compiled now (and stored).
+    Miss,
+}
+
+/// A directory of precompiled components.
+pub struct ComponentCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+impl ComponentCache {
+    /// Opens (creating) the cache in `dir` for `engine`.
+    pub fn open(dir: PathBuf, engine: &Engine) -> Result<Self, RuntimeError> {
+        std::fs::create_dir_all(&dir)?;
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(ComponentCache {
+            dir,
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
+    }
+
+    /// The compiled component for `bytes`, from the cache when possible.
+    /// Returns it with the outcome and the bytes' SHA-256.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+    ) -> Result<(Component, CacheOutcome, String), RuntimeError> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let path = self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key));
+        if path.is_file() {
+            match deserialize(engine, &path) {
+                Ok(component) => return Ok((component, CacheOutcome::Hit, sha256)),
+                Err(err) => tracing::warn!(path = %path.display(), error = %err, "discarding unusable cache entry"),
+            }
+        }
+        let component = Component::new(engine, bytes).map_err(|e| RuntimeError::Plugin {
+            plugin: format!("component {}", &sha256[..12]),
+            message: format!("not a valid component: {e:#}"),
+        })?;
+        match component.serialize() {
+            Ok(compiled) => {
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, compiled)?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot serialize component; not caching"),
+        }
+        Ok((component, CacheOutcome::Miss, sha256))
+    }
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: wasmtime trusts precompiled artifacts. This file was written by
+    // this node (by `load_or_compile`) into its own data directory, which is
+    // created 0700, and its name binds it to the source bytes and to this
+    // engine's configuration, so it is what `Component::serialize` produced.
+    unsafe { Component::deserialize_file(engine, path) }
+}

@@ -1,0 +1,96 @@
+//! Engine configuration (pooling allocator, epochs) and the epoch ticker
+//! that makes deadlines work inside wasm.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the engine's epoch advances; the granularity of deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Sizes of the instance pool and per-instance limits.
+#[derive(Debug, Clone)]
+pub struct EngineLimits {
+    /// Instances that may be alive at once across all plugins.
+    pub max_instances: u32,
+    /// Linear memory one instance may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// Table elements one instance may have.
+    pub max_table_elements: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            max_instances: 256,
+            max_memory_bytes: 64 << 20,
+            max_table_elements: 20_000,
+        }
+    }
+}
+
+/// Builds the engine shared by every plugin.
+pub fn build(limits: &EngineLimits) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    // A wasip2 component made by Rust has a few core instances (the
+    // program, the adapter shims) each with a memory and tables.
+    pool.total_component_instances(limits.max_instances)
+        .total_core_instances(limits.max_instances * 8)
+        .total_memories(limits.max_instances * 2)
+        .total_tables(limits.max_instances * 8)
+        .total_stacks(limits.max_instances)
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
+        .max_memory_size(limits.max_memory_bytes)
+        .table_elements(limits.max_table_elements);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        // Keep the virtual reservation per memory modest so a pool of
+        // hundreds of instances fits comfortably in the address space.
+        .memory_reservation(limits.max_memory_bytes as u64)
+        .memory_guard_size(64 << 10)
+        .memory_reservation_for_growth(0);
+    Engine::new(&config)
+}
+
+/// A thread that advances the engine's epoch every [`EPOCH_TICK`] until
+/// dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts ticking `engine`.
+    pub fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("hearth-epoch".to_owned())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        EpochTicker { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

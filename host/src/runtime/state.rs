@@ -1,0 +1,213 @@
+//! Per-call store state and the host side of the plugin's imports.
+//!
+//! Every import checks the calling plugin's grants first: a capability the
+//! operator did not grant fails with `denied` naming the line to add to
+//! `stack.toml`. The work itself (routing nested calls, storing kv) is
+//! delegated to [`HostServices`], which the node implements.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use hearth_registry::{CallError, ErrorCode, GrantSet, ResponseEnvelope};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{self, hearth::node as imports, wit};
+use super::context::CallContext;
+
+/// A boxed, sendable future, as the services return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Longest log line a plugin may emit; the rest is cut.
+const MAX_LOG_LINE: usize = 4096;
+/// Bytes of a plugin's stderr kept per call, for panic messages.
+const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// The plugin making an import call, and the call it is serving.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The plugin's name.
+    pub plugin: Arc<str>,
+    /// What it was granted.
+    pub grants: Arc<GrantSet>,
+    /// The call it is serving.
+    pub ctx: CallContext,
+}
+
+/// What the node provides to plugins; the runtime only adds grant checks.
+pub trait HostServices: Send + Sync + 'static {
+    /// Makes a nested call for `caller` (grants already checked).
+    fn call(&self, caller: Caller, path: String, input: String) -> BoxFuture<Result<ResponseEnvelope, CallError>>;
+    /// Reads `key` in `plugin`'s namespace.
+    fn kv_get(&self, plugin: Arc<str>, key: String) -> BoxFuture<Result<Option<Vec<u8>>, CallError>>;
+    /// Writes `key` in `plugin`'s namespace.
+    fn kv_set(&self, plugin: Arc<str>, key: String, value: Vec<u8>) -> BoxFuture<Result<(), CallError>>;
+    /// Deletes `key` in `plugin`'s namespace.
+    fn kv_delete(&self, plugin: Arc<str>, key: String) -> BoxFuture<Result<bool, CallError>>;
+    /// Lists keys with `prefix` in `plugin`'s namespace.
+    fn kv_list(&self, plugin: Arc<str>, prefix: String, limit: u32) -> BoxFuture<Result<Vec<String>, CallError>>;
+}
+
+/// The data of one call's store.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    limits: StoreLimits,
+    caller: Caller,
+    /// `None` while a plugin lists its specs at load: it may not call out.
+    services: Option<Arc<dyn HostServices>>,
+}
+
+impl CallState {
+    pub(super) fn new(caller: Caller, services: Option<Arc<dyn HostServices>>) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // No environment, arguments, files or sockets: WASI here is only
+        // what Rust's std needs to start (clocks, random, stderr).
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            limits: StoreLimitsBuilder::new().trap_on_grow_failure(false).build(),
+            caller,
+            services,
+        }
+    }
+
+    pub(super) fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+
+    /// The last non-empty line the plugin wrote to stderr (a panic message).
+    pub(super) fn last_stderr_line(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_owned())
+    }
+
+    fn services(&self, what: &str) -> Result<Arc<dyn HostServices>, CallError> {
+        self.services.clone().ok_or_else(|| {
+            CallError::new(
+                ErrorCode::Denied,
+                format!("plugin `{}` may not use {what} while listing its operations", self.caller.plugin),
+            )
+        })
+    }
+
+    fn check_kv(&self) -> Result<Arc<dyn HostServices>, CallError> {
+        if !self.caller.grants.kv {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "plugin `{}` has no kv grant; {}",
+                    self.caller.plugin,
+                    GrantSet::kv_grant_hint(&self.caller.plugin)
+                ),
+            ));
+        }
+        self.services("kv")
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Adds the `hearth:node` imports to `linker`.
+pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)
+}
+
+impl wit::Host for CallState {}
+
+impl imports::env::Host for CallState {
+    async fn call(
+        &mut self,
+        path: String,
+        input: String,
+    ) -> wasmtime::Result<Result<wit::Response, wit::CallError>> {
+        let services = match self.services("env") {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(bindings::call_error_to_wit(e))),
+        };
+        let result = services.call(self.caller.clone(), path, input).await;
+        Ok(result
+            .map(bindings::response_to_wit)
+            .map_err(bindings::call_error_to_wit))
+    }
+}
+
+impl imports::kv::Host for CallState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::CallError>> {
+        let result = match self.check_kv() {
+            Ok(s) => s.kv_get(self.caller.plugin.clone(), key).await,
+            Err(e) => Err(e),
+        };
+        Ok(result.map_err(bindings::call_error_to_wit))
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), wit::CallError>> {
+        let result = match self.check_kv() {
+            Ok(s) => s.kv_set(self.caller.plugin.clone(), key, value).await,
+            Err(e) => Err(e),
+        };
+        Ok(result.map_err(bindings::call_error_to_wit))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, wit::CallError>> {
+        let result = match self.check_kv() {
+            Ok(s) => s.kv_delete(self.caller.plugin.clone(), key).await,
+            Err(e) => Err(e),
+        };
+        Ok(result.map_err(bindings::call_error_to_wit))
+    }
+
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<String>, wit::CallError>> {
+        let result = match self.check_kv() {
+            Ok(s) => s.kv_list(self.caller.plugin.clone(), prefix, limit).await,
+            Err(e) => Err(e),
+        };
+        Ok(result.map_err(bindings::call_error_to_wit))
+    }
+}
+
+impl imports::log::Host for CallState {
+    async fn emit(&mut self, level: imports::log::Level, message: String) -> wasmtime::Result<()> {
+        use imports::log::Level;
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let plugin = &*self.caller.plugin;
+        let request_id = &self.caller.ctx.request_id;
+        match level {
+            Level::Trace => tracing::trace!(target: "plugin", plugin, request_id, "{message}"),
+            Level::Debug => tracing::debug!(target: "plugin", plugin, request_id, "{message}"),
+            Level::Info => tracing::info!(target: "plugin", plugin, request_id, "{message}"),
+            Level::Warn => tracing::warn!(target: "plugin", plugin, request_id, "{message}"),
+            Level::Error => tracing::error!(target: "plugin", plugin, request_id, "{message}"),
+        }
+        Ok(())
+    }
+}

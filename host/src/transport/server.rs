@@ -1,0 +1,302 @@
+//! The Unix-socket server.
+//!
+//! The socket lives in a directory only this user can enter (0700) and is
+//! itself 0600; on top of that every connection's peer uid is checked
+//! against the node's. Each connection may run many calls at once: calls
+//! are tagged with ids and replies come back as they finish, in any order.
+//!
+//! A malformed frame is answered with `Refused` and the connection goes on;
+//! an oversize frame is answered with `Refused` and the connection is
+//! closed, since the stream cannot be resynchronised. Neither affects other
+//! connections or the node.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hearth_registry::{CallError, ErrorCode};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use super::PROTOCOL_VERSION;
+use super::frame::{self, CallFrame, ClientFrame, FrameError, NodeFrame, WireResult};
+use crate::node::{CallRequest, Node};
+use crate::runtime::Identity;
+
+/// Calls one connection may have in flight.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Frames queued for writing per connection.
+const WRITE_QUEUE: usize = 256;
+
+/// Why the socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// I/O on the socket or its directory failed.
+    #[error("cannot bind {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The directory is reachable by other users.
+    #[error(
+        "socket directory {dir} has mode {mode:o}; it must be private to this user (0700) — choose another `node.socket` or fix its permissions"
+    )]
+    DirNotPrivate {
+        /// The directory.
+        dir: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// Another node answers on the socket.
+    #[error("another node is already serving on {0}; stop it or choose another socket")]
+    InUse(PathBuf),
+}
+
+/// A bound socket, removed from the file system on drop.
+pub struct SocketServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+/// The effective uid of this process.
+#[allow(unsafe_code)]
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+impl SocketServer {
+    /// Binds `path`: creates its directory 0700 if missing, refuses a
+    /// directory others can reach, replaces a stale socket, and makes the
+    /// socket 0600.
+    pub async fn bind(path: &Path) -> Result<Self, BindError> {
+        let io = |source| BindError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if !dir.exists() {
+            crate::config::create_private_dir(dir).map_err(io)?;
+        }
+        let meta = std::fs::metadata(dir).map_err(io)?;
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 || meta.uid() != current_uid() {
+            return Err(BindError::DirNotPrivate {
+                dir: dir.to_owned(),
+                mode,
+            });
+        }
+        if path.exists() {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(BindError::InUse(path.to_owned()));
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        Ok(SocketServer {
+            listener,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts connections forever, serving each on its own task.
+    pub async fn serve(&self, node: Arc<Node>) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => {
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        if let Err(err) = serve_connection(stream, node).await {
+                            tracing::debug!(error = %err, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(err) => {
+                    // Usually EMFILE; back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SocketServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
+
+async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Result<()> {
+    let peer_uid = stream.peer_cred()?.uid();
+    let (mut reader, mut writer) = stream.into_split();
+    let own_uid = current_uid();
+    if peer_uid != own_uid {
+        tracing::warn!(peer_uid, "refused a connection from another user");
+        let refused = refused(
+            None,
+            ErrorCode::Denied,
+            format!("peer uid {peer_uid} may not use this node (it runs as uid {own_uid})"),
+        );
+        return frame::write_frame(&mut writer, &refused).await;
+    }
+    let identity = Identity {
+        id: format!("local:uid:{peer_uid}"),
+        scopes: vec!["*".to_owned()],
+    };
+    let max_frame = node.limits().max_frame_bytes;
+
+    let (tx, mut rx) = mpsc::channel::<NodeFrame>(WRITE_QUEUE);
+    let write_task = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if frame::write_frame(&mut writer, &frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let in_flight: InFlight = Arc::default();
+    let mut greeted = false;
+
+    loop {
+        let body = match frame::read_frame(&mut reader, max_frame).await {
+            Ok(Some(body)) => body,
+            Ok(None) => break,
+            Err(FrameError::Io(err)) => {
+                tracing::debug!(error = %err, "connection read failed");
+                break;
+            }
+            Err(err @ FrameError::Oversize { .. }) => {
+                let _ = tx
+                    .send(refused(None, ErrorCode::ResourceExhausted, format!("{err}; closing the connection (raise `limits.max_frame_bytes` if this is legitimate)")))
+                    .await;
+                break;
+            }
+            Err(err @ FrameError::Empty) => {
+                let _ = tx.send(refused(None, ErrorCode::InvalidInput, format!("malformed frame: {err}"))).await;
+                continue;
+            }
+        };
+        let frame = match frame::decode::<ClientFrame>(&body) {
+            Ok(frame) => frame,
+            Err(err) => {
+                let _ = tx
+                    .send(refused(None, ErrorCode::InvalidInput, format!("malformed frame ({} bytes): {err}", body.len())))
+                    .await;
+                continue;
+            }
+        };
+        match frame {
+            ClientFrame::Hello { protocol, client } => {
+                if protocol != PROTOCOL_VERSION {
+                    let _ = tx
+                        .send(refused(
+                            None,
+                            ErrorCode::Unavailable,
+                            format!("protocol version {protocol} is not supported; this node speaks {PROTOCOL_VERSION}"),
+                        ))
+                        .await;
+                    break;
+                }
+                tracing::debug!(%client, uid = peer_uid, "client connected");
+                greeted = true;
+                let _ = tx
+                    .send(NodeFrame::Hello {
+                        protocol: PROTOCOL_VERSION,
+                        node: node.name().to_owned(),
+                        version: env!("CARGO_PKG_VERSION").to_owned(),
+                        identity: identity.id.clone(),
+                    })
+                    .await;
+            }
+            _ if !greeted => {
+                let _ = tx
+                    .send(refused(None, ErrorCode::InvalidInput, "the first frame must be Hello".to_owned()))
+                    .await;
+                break;
+            }
+            ClientFrame::Call(call) => start_call(call, &node, &identity, &tx, &in_flight),
+            ClientFrame::Cancel { id } => {
+                let handle = lock(&in_flight).remove(&id);
+                if let Some(handle) = handle {
+                    handle.abort();
+                    let error = CallError::new(ErrorCode::Failed, "cancelled by the client");
+                    let _ = tx.send(NodeFrame::Reply { id, result: WireResult::Err(error) }).await;
+                }
+            }
+        }
+    }
+    // The client is gone: nobody can receive the replies.
+    for (_, handle) in lock(&in_flight).drain() {
+        handle.abort();
+    }
+    drop(tx);
+    let _ = write_task.await;
+    Ok(())
+}
+
+fn start_call(call: CallFrame, node: &Arc<Node>, identity: &Identity, tx: &mpsc::Sender<NodeFrame>, in_flight: &InFlight) {
+    let id = call.id;
+    let mut guard = lock(in_flight);
+    let refusal = if guard.contains_key(&id) {
+        Some(refused(Some(id), ErrorCode::Conflict, format!("call id {id} is already in flight on this connection")))
+    } else if guard.len() >= MAX_IN_FLIGHT {
+        Some(refused(
+            Some(id),
+            ErrorCode::ResourceExhausted,
+            format!("{MAX_IN_FLIGHT} calls already in flight on this connection; wait for some to finish"),
+        ))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        let tx = tx.clone();
+        tokio::spawn(async move { tx.send(refusal).await });
+        return;
+    }
+    let request = CallRequest {
+        path: call.path,
+        input: call.input,
+        identity: identity.clone(),
+        metadata: call.metadata,
+        timeout: call.timeout_ms.map(Duration::from_millis),
+    };
+    let node = node.clone();
+    let tx = tx.clone();
+    let registry = in_flight.clone();
+    let task = tokio::spawn(async move {
+        let result = match node.call(request).await {
+            Ok(response) => WireResult::Ok(response.into()),
+            Err(error) => WireResult::Err(error),
+        };
+        // Only reply if not cancelled meanwhile (cancel already replied).
+        if lock(&registry).remove(&id).is_some() {
+            let _ = tx.send(NodeFrame::Reply { id, result }).await;
+        }
+    });
+    guard.insert(id, task.abort_handle());
+}
+
+fn refused(id: Option<u64>, code: ErrorCode, message: String) -> NodeFrame {
+    NodeFrame::Refused {
+        id,
+        error: CallError::new(code, message),
+    }
+}
+
+fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashMap<u64, AbortHandle>> {
+    // A panic while holding this lock cannot leave the map inconsistent.
+    in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
