@@ -1,1 +1,232 @@
-//! t
+//! Harness for the end-to-end tests: start a real `host serve` process on
+//! a temporary directory, wait until it is ready, and drive it through the
+//! CLI binary or the client library.
+
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use hearth_host::client::Client;
+
+/// How long a node may take to become ready (it compiles plugins on a
+/// cold cache).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// The `host` binary of this build: `$HEARTH_HOST_BIN`, else the one next
+/// to this test executable's directory (`target/<profile>/host`).
+pub fn host_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("HEARTH_HOST_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("host");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (`cargo test --release` builds it via host's own tests)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `host serve` on its own temporary directory.
+pub struct TestNode {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    socket: PathBuf,
+    /// Everything the node printed to stdout up to readiness.
+    pub banner: String,
+    stderr_log: PathBuf,
+}
+
+impl TestNode {
+    /// Starts a node with `examples/stack.toml`.
+    pub fn start() -> TestNode {
+        TestNode::start_with_config(&repo_root().join("examples/stack.toml"))
+    }
+
+    /// Starts a node with the stack file text `stack` (written to the
+    /// temporary directory).
+    pub fn start_with_stack(stack: &str) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("stack.toml");
+        std::fs::write(&config, stack).expect("write stack");
+        TestNode::start_in(dir, config)
+    }
+
+    /// Starts a node with the stack file at `config`.
+    pub fn start_with_config(config: &Path) -> TestNode {
+        TestNode::start_in(tempfile::tempdir().expect("tempdir"), config.to_owned())
+    }
+
+    fn start_in(dir: tempfile::TempDir, config: PathBuf) -> TestNode {
+        let socket = dir.path().join("run").join("host.sock");
+        let mut node = TestNode {
+            child: None,
+            stderr_log: dir.path().join("serve.log"),
+            dir,
+            config,
+            socket,
+            banner: String::new(),
+        };
+        node.spawn();
+        node
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The node's stderr so far (its logs).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_log)
+            .expect("log file");
+        let mut child = Command::new(host_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env("HEARTH_DATA_DIR", self.data_dir())
+            .env("HEARTH_LOG", "info,hearth_host=debug")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn host serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.banner.clear();
+        loop {
+            match rx.recv_timeout(READY_TIMEOUT) {
+                Ok(line) => {
+                    self.banner.push_str(&line);
+                    self.banner.push('\n');
+                    if line.starts_with("config:") {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("node did not become ready; logs:\n{}", self.logs());
+                }
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// Kills the node with SIGKILL (no cleanup at all).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("wait");
+        }
+    }
+
+    /// Stops the node with SIGTERM and returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("node is running");
+        let pid = i32::try_from(child.id()).expect("pid");
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        child.wait().expect("wait")
+    }
+
+    /// Starts the node again on the same directory and config.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// The PID of the running node.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Runs the CLI against this node: `host --socket <socket> <args>`.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        let output = Command::new(host_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run host");
+        CliOutput(output)
+    }
+
+    /// A client-library connection to this node.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.socket).await.expect("connect")
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The result of one CLI run.
+pub struct CliOutput(pub Output);
+
+impl CliOutput {
+    /// Exit code.
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+
+    /// Stdout as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    /// Stderr as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    /// Stdout parsed as JSON; panics with both streams when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| {
+            panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout(), self.stderr())
+        })
+    }
+
+    /// Asserts exit 0 and returns stdout as JSON.
+    pub fn ok_json(&self) -> serde_json::Value {
+        assert_eq!(self.code(), 0, "stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+        self.json()
+    }
+}

@@ -1,1 +1,7 @@
-fn main(){}
+//! End-to-end tests: each starts real `host serve` processes.
+
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, missing_docs)]
+
+mod cli;
+mod config;
+mod socket;

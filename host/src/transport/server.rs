@@ -28,6 +28,8 @@ use crate::runtime::Identity;
 
 /// Calls one connection may have in flight.
 const MAX_IN_FLIGHT: usize = 1024;
+/// How long an oversize frame's remaining bytes are discarded before close.
+const DRAIN_ON_CLOSE: Duration = Duration::from_millis(500);
 /// Frames queued for writing per connection.
 const WRITE_QUEUE: usize = 256;
 
@@ -169,6 +171,7 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
     });
     let in_flight: InFlight = Arc::default();
     let mut greeted = false;
+    let mut unread_input = false;
 
     loop {
         let body = match frame::read_frame(&mut reader, max_frame).await {
@@ -182,6 +185,7 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
                 let _ = tx
                     .send(refused(None, ErrorCode::ResourceExhausted, format!("{err}; closing the connection (raise `limits.max_frame_bytes` if this is legitimate)")))
                     .await;
+                unread_input = true;
                 break;
             }
             Err(err @ FrameError::Empty) => {
@@ -244,6 +248,13 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
     }
     drop(tx);
     let _ = write_task.await;
+    if unread_input {
+        // Closing a Unix socket with unread input resets the peer, which
+        // could then lose the refusal it has not read yet. Discard what is
+        // still coming for a moment so the client sees why it was closed.
+        let mut sink = tokio::io::sink();
+        let _ = tokio::time::timeout(DRAIN_ON_CLOSE, tokio::io::copy(&mut reader, &mut sink)).await;
+    }
     Ok(())
 }
 

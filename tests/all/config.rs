@@ -1,0 +1,132 @@
+//! Starting a node: defaults, stack files, grants, cache, socket safety.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use hearth_tests::{TestNode, host_bin, repo_root};
+
+#[test]
+fn serve_runs_without_any_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(host_bin())
+        .arg("serve")
+        .env("HEARTH_DATA_DIR", dir.path())
+        .env_remove("HEARTH_SOCKET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = dir.path().join("run/host.sock");
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    for _ in 0..2 {
+        std::io::BufRead::read_line(&mut reader, &mut banner).unwrap();
+    }
+    assert!(banner.contains(&format!("socket: {}", socket.display())), "{banner}");
+    let out = Command::new(host_bin())
+        .args(["call", "/node/echo/ping", r#"{"msg":"default"}"#])
+        .env("HEARTH_DATA_DIR", dir.path())
+        .env_remove("HEARTH_SOCKET")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn socket_and_directories_are_private() {
+    let node = TestNode::start();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(node.socket()), 0o600);
+    assert_eq!(mode(node.socket().parent().unwrap()), 0o700);
+    assert_eq!(mode(&node.data_dir()), 0o700);
+}
+
+#[test]
+fn a_second_node_on_the_same_socket_is_refused() {
+    let node = TestNode::start();
+    let out = Command::new(host_bin())
+        .args(["serve", "--config"])
+        .arg(repo_root().join("examples/stack.toml"))
+        .arg("--socket")
+        .arg(node.socket())
+        .env("HEARTH_DATA_DIR", node.data_dir().join("other"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already serving"), "{err}");
+    // The first node still answers.
+    assert_eq!(node.cli(&["call", "/node/host/ping"]).ok_json()["node"], "local");
+}
+
+#[test]
+fn a_restart_loads_plugins_from_the_precompiled_cache() {
+    let mut node = TestNode::start();
+    let first = node.cli(&["plugins", "--json"]).ok_json();
+    assert!(first.as_array().unwrap().iter().all(|p| p["cache"] == "miss"), "{first}");
+    node.restart();
+    let second = node.cli(&["plugins", "--json"]).ok_json();
+    assert!(second.as_array().unwrap().iter().all(|p| p["cache"] == "hit"), "{second}");
+    assert_eq!(first[0]["component_sha256"], second[0]["component_sha256"]);
+}
+
+#[test]
+fn without_grants_kv_is_denied_naming_the_grant() {
+    let node = TestNode::start_with_stack("[plugins.echo]\n[plugins.relay]\n");
+    let out = node.cli(&["call", "/node/echo/put", r#"{"key":"k","value":"v"}"#]);
+    assert_eq!(out.code(), 1);
+    let err = out.stderr();
+    assert!(err.contains("error[denied]"), "{err}");
+    assert!(err.contains("set `grants.kv = true` in [plugins.echo]"), "{err}");
+    let out = node.cli(&["call", "/node/relay/ping", r#"{"msg":"x"}"#]);
+    assert!(out.stderr().contains(r#"add "/node/echo/ping" to `grants.env` of [plugins.relay]"#), "{}", out.stderr());
+}
+
+#[test]
+fn invalid_stack_files_fail_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |stack: &str| {
+        let path = dir.path().join("stack.toml");
+        std::fs::write(&path, stack).unwrap();
+        let out = Command::new(host_bin())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("HEARTH_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run("[plugins.echo]\ngrant.kv = true").contains("unknown field `grant`"));
+    assert!(run("[plugins.nope]").contains("no plugin of that name is bundled"));
+    assert!(run("[plugins.echo]\ngrants.env = ['/node/*']").contains("grant pattern `/node/*` is not valid"));
+}
+
+#[test]
+fn plugins_load_from_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("echo");
+    std::fs::create_dir(&plugin_dir).unwrap();
+    std::fs::copy(repo_root().join("plugins/echo/plugin.toml"), plugin_dir.join("plugin.toml")).unwrap();
+    // The same bytes the host bundles, from the plugin build.
+    let built = std::env::var("HEARTH_ECHO_WASM").ok().map(std::path::PathBuf::from).or_else(|| {
+        let exe = std::env::current_exe().ok()?;
+        let target = exe.ancestors().nth(3)?.to_owned();
+        let candidate = target.join("hearth-plugins/wasm32-wasip2/release/echo.wasm");
+        candidate.is_file().then_some(candidate).or_else(|| {
+            let c = repo_root().join("plugins/target/wasm32-wasip2/release/echo.wasm");
+            c.is_file().then_some(c)
+        })
+    });
+    let Some(built) = built else {
+        panic!("echo.wasm not found; set HEARTH_ECHO_WASM");
+    };
+    std::fs::copy(built, plugin_dir.join("echo.wasm")).unwrap();
+    let stack = format!("[plugins.echo]\npath = {:?}\n", plugin_dir.display().to_string());
+    let node = TestNode::start_with_stack(&stack);
+    let plugins = node.cli(&["plugins", "--json"]).ok_json();
+    assert_eq!(plugins[0]["origin"], plugin_dir.display().to_string());
+    assert_eq!(node.cli(&["call", "/node/echo/ping", r#"{"msg":"dir"}"#]).ok_json()["msg"], "dir");
+}
