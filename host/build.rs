@@ -35,19 +35,33 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
-    let root = manifest_dir.parent().ok_or("host crate has no parent directory")?;
+    let root = manifest_dir
+        .parent()
+        .ok_or("host crate has no parent directory")?;
     let plugins_dir = root.join("plugins");
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
 
     println!("cargo::rerun-if-env-changed=HEARTH_PLUGIN_TARGET_DIR");
-    for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "sdk/src", "sdk/Cargo.toml", "wit"] {
+    for watched in [
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "sdk/src",
+        "sdk/Cargo.toml",
+        "wit",
+    ] {
         println!("cargo::rerun-if-changed={}", root.join(watched).display());
     }
     let plugins = plugin_dirs(&plugins_dir)?;
     for dir in &plugins {
         println!("cargo::rerun-if-changed={}", dir.join("src").display());
-        println!("cargo::rerun-if-changed={}", dir.join("Cargo.toml").display());
-        println!("cargo::rerun-if-changed={}", dir.join("plugin.toml").display());
+        println!(
+            "cargo::rerun-if-changed={}",
+            dir.join("Cargo.toml").display()
+        );
+        println!(
+            "cargo::rerun-if-changed={}",
+            dir.join("plugin.toml").display()
+        );
     }
 
     ensure_wasm_target()?;
@@ -55,7 +69,14 @@ fn run() -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--release", "--locked", "--target", WASM_TARGET, "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
         .arg(plugins_dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
@@ -147,7 +168,9 @@ fn ensure_wasm_target() -> Result<(), String> {
         .status()
         .map_err(|e| format!("{WASM_TARGET} is missing and rustup cannot be run: {e}"))?;
     if !status.success() {
-        return Err(format!("`rustup target add {WASM_TARGET}` failed ({status})"));
+        return Err(format!(
+            "`rustup target add {WASM_TARGET}` failed ({status})"
+        ));
     }
     Ok(())
 }

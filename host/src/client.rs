@@ -34,7 +34,9 @@ const MAX_REPLY_BYTES: u32 = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No node answers on the socket.
-    #[error("cannot connect to a node at {path}: {source}; is `host serve` running? (pass --socket or set HEARTH_SOCKET to use another)")]
+    #[error(
+        "cannot connect to a node at {path}: {source}; is `host serve` running? (pass --socket or set HEARTH_SOCKET to use another)"
+    )]
     Connect {
         /// The socket path.
         path: PathBuf,
@@ -83,28 +85,42 @@ pub struct Client {
     reader: tokio::task::JoinHandle<()>,
 }
 
-fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<WireResult, ClientError>>>> {
+fn lock(
+    pending: &Pending,
+) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<WireResult, ClientError>>>> {
     pending.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Client {
     /// Connects to the node at `socket` and exchanges `Hello`.
     pub async fn connect(socket: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(socket).await.map_err(|source| ClientError::Connect {
-            path: socket.to_owned(),
-            source,
-        })?;
+        let stream = UnixStream::connect(socket)
+            .await
+            .map_err(|source| ClientError::Connect {
+                path: socket.to_owned(),
+                source,
+            })?;
         let (mut reader, mut writer) = stream.into_split();
         let hello = ClientFrame::Hello {
             protocol: PROTOCOL_VERSION,
             client: format!("hearth-client/{}", env!("CARGO_PKG_VERSION")),
         };
-        frame::write_frame(&mut writer, &hello).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+        frame::write_frame(&mut writer, &hello)
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let (node, identity) = match read_node_frame(&mut reader).await? {
             Some(NodeFrame::Hello { node, identity, .. }) => (node, identity),
             Some(NodeFrame::Refused { error, .. }) => return Err(ClientError::Refused(error)),
-            Some(other) => return Err(ClientError::Protocol(format!("expected Hello, got {other:?}"))),
-            None => return Err(ClientError::Protocol("the node closed the connection".to_owned())),
+            Some(other) => {
+                return Err(ClientError::Protocol(format!(
+                    "expected Hello, got {other:?}"
+                )));
+            }
+            None => {
+                return Err(ClientError::Protocol(
+                    "the node closed the connection".to_owned(),
+                ));
+            }
         };
         let pending: Pending = Arc::default();
         let reader = tokio::spawn(read_replies(reader, pending.clone()));
@@ -129,12 +145,22 @@ impl Client {
     }
 
     /// Calls `path` with `input`.
-    pub async fn call(&self, path: &str, input: &serde_json::Value) -> Result<ResponseEnvelope, ClientError> {
-        self.call_raw(path, &input.to_string(), CallOptions::default()).await
+    pub async fn call(
+        &self,
+        path: &str,
+        input: &serde_json::Value,
+    ) -> Result<ResponseEnvelope, ClientError> {
+        self.call_raw(path, &input.to_string(), CallOptions::default())
+            .await
     }
 
     /// Calls `path` with JSON text `input` and `options`.
-    pub async fn call_raw(&self, path: &str, input: &str, options: CallOptions) -> Result<ResponseEnvelope, ClientError> {
+    pub async fn call_raw(
+        &self,
+        path: &str,
+        input: &str,
+        options: CallOptions,
+    ) -> Result<ResponseEnvelope, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
@@ -143,26 +169,31 @@ impl Client {
             path: path.to_owned(),
             input: input.to_owned(),
             metadata: options.metadata,
-            timeout_ms: options.timeout.map(|t| t.as_millis().try_into().unwrap_or(u64::MAX)),
+            timeout_ms: options
+                .timeout
+                .map(|t| t.as_millis().try_into().unwrap_or(u64::MAX)),
         });
         if let Err(err) = self.send(&frame).await {
             lock(&self.pending).remove(&id);
             return Err(err);
         }
         match rx.await {
-            Ok(Ok(WireResult::Ok(response))) => {
-                ResponseEnvelope::try_from(response).map_err(|e| ClientError::Protocol(format!("output is not JSON: {e}")))
-            }
+            Ok(Ok(WireResult::Ok(response))) => ResponseEnvelope::try_from(response)
+                .map_err(|e| ClientError::Protocol(format!("output is not JSON: {e}"))),
             Ok(Ok(WireResult::Err(error))) => Err(ClientError::Call(error)),
             Ok(Err(err)) => Err(err),
-            Err(_) => Err(ClientError::Protocol("the connection closed before the reply".to_owned())),
+            Err(_) => Err(ClientError::Protocol(
+                "the connection closed before the reply".to_owned(),
+            )),
         }
     }
 
     /// Sends a raw frame (tests use this to send what a client should not).
     pub async fn send(&self, frame: &ClientFrame) -> Result<(), ClientError> {
         let mut writer = self.writer.lock().await;
-        frame::write_frame(&mut *writer, frame).await.map_err(|e| ClientError::Protocol(e.to_string()))
+        frame::write_frame(&mut *writer, frame)
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))
     }
 }
 
@@ -172,10 +203,17 @@ impl Drop for Client {
     }
 }
 
-async fn read_node_frame(reader: &mut tokio::net::unix::OwnedReadHalf) -> Result<Option<NodeFrame>, ClientError> {
-    let body = frame::read_frame(reader, MAX_REPLY_BYTES).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
-    body.map(|b| frame::decode(&b).map_err(|e| ClientError::Protocol(format!("undecodable frame from the node: {e}"))))
-        .transpose()
+async fn read_node_frame(
+    reader: &mut tokio::net::unix::OwnedReadHalf,
+) -> Result<Option<NodeFrame>, ClientError> {
+    let body = frame::read_frame(reader, MAX_REPLY_BYTES)
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    body.map(|b| {
+        frame::decode(&b)
+            .map_err(|e| ClientError::Protocol(format!("undecodable frame from the node: {e}")))
+    })
+    .transpose()
 }
 
 async fn read_replies(mut reader: tokio::net::unix::OwnedReadHalf, pending: Pending) {
@@ -186,7 +224,10 @@ async fn read_replies(mut reader: tokio::net::unix::OwnedReadHalf, pending: Pend
                     let _ = tx.send(Ok(result));
                 }
             }
-            Ok(Some(NodeFrame::Refused { id: Some(id), error })) => {
+            Ok(Some(NodeFrame::Refused {
+                id: Some(id),
+                error,
+            })) => {
                 if let Some(tx) = lock(&pending).remove(&id) {
                     let _ = tx.send(Err(ClientError::Refused(error)));
                 }

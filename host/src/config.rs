@@ -10,7 +10,9 @@ use std::borrow::Cow;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use hearth_registry::{GrantSet, LimitsSection, ManifestError, PluginManifest, StackError, StackFile};
+use hearth_registry::{
+    GrantSet, LimitsSection, ManifestError, PluginManifest, StackError, StackFile,
+};
 
 /// The configuration used when `host serve` gets no `--config`.
 pub const DEFAULT_STACK: &str = include_str!("../../examples/stack.toml");
@@ -127,7 +129,10 @@ fn plugin_error(plugin: &str, message: String) -> ConfigError {
     }
 }
 
-fn check_manifest(plugin: &str, manifest: Result<PluginManifest, ManifestError>) -> Result<PluginManifest, ConfigError> {
+fn check_manifest(
+    plugin: &str,
+    manifest: Result<PluginManifest, ManifestError>,
+) -> Result<PluginManifest, ConfigError> {
     let manifest = manifest.map_err(|e| plugin_error(plugin, e.to_string()))?;
     if manifest.name != plugin {
         return Err(plugin_error(
@@ -164,7 +169,8 @@ fn load_bundled(name: &str) -> Result<PluginSource, ConfigError> {
 /// Loads `<dir>/plugin.toml` and `<dir>/<name>.wasm`.
 fn load_from_dir(name: &str, dir: &Path) -> Result<PluginSource, ConfigError> {
     let read = |file: &Path| {
-        std::fs::read(file).map_err(|e| plugin_error(name, format!("cannot read {}: {e}", file.display())))
+        std::fs::read(file)
+            .map_err(|e| plugin_error(name, format!("cannot read {}: {e}", file.display())))
     };
     let manifest_text = read(&dir.join("plugin.toml"))?;
     let manifest_text = String::from_utf8(manifest_text)
@@ -183,7 +189,11 @@ fn load_from_dir(name: &str, dir: &Path) -> Result<PluginSource, ConfigError> {
 /// `$HEARTH_DATA_DIR`, else `$XDG_DATA_HOME/hearth`, else
 /// `~/.local/share/hearth`.
 pub fn default_data_dir() -> Option<PathBuf> {
-    let from_env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let from_env = |var: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     from_env("HEARTH_DATA_DIR")
         .or_else(|| from_env("XDG_DATA_HOME").map(|d| d.join("hearth")))
         .or_else(|| from_env("HOME").map(|h| h.join(".local/share/hearth")))
@@ -200,7 +210,10 @@ pub fn default_socket() -> Option<PathBuf> {
 
 /// Creates `dir` (and parents) and makes it private to this user (0700).
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
@@ -221,7 +234,10 @@ mod tests {
     #[test]
     fn unknown_bundled_plugins_are_named() {
         let stack = StackFile::parse("[plugins.nope]", Path::new("s")).unwrap();
-        let err = NodeConfig::from_stack(stack, None).err().unwrap().to_string();
+        let err = NodeConfig::from_stack(stack, None)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("bundled: echo, relay"), "{err}");
     }
 }

@@ -70,8 +70,14 @@ impl KvStore {
         .await;
         match joined {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(CallError::new(ErrorCode::Failed, format!("kv store: {err}"))),
-            Err(err) => Err(CallError::new(ErrorCode::Failed, format!("kv store: {err}"))),
+            Ok(Err(err)) => Err(CallError::new(
+                ErrorCode::Failed,
+                format!("kv store: {err}"),
+            )),
+            Err(err) => Err(CallError::new(
+                ErrorCode::Failed,
+                format!("kv store: {err}"),
+            )),
         }
     }
 
@@ -96,7 +102,10 @@ impl KvStore {
         if value.len() > MAX_VALUE_BYTES {
             return Err(CallError::new(
                 ErrorCode::InvalidInput,
-                format!("kv value of {} bytes exceeds the {MAX_VALUE_BYTES}-byte limit", value.len()),
+                format!(
+                    "kv value of {} bytes exceeds the {MAX_VALUE_BYTES}-byte limit",
+                    value.len()
+                ),
             ));
         }
         let plugin = plugin.to_owned();
@@ -116,14 +125,22 @@ impl KvStore {
         check_key(&key)?;
         let plugin = plugin.to_owned();
         self.with_conn(move |c| {
-            c.execute("DELETE FROM kv WHERE plugin = ?1 AND key = ?2", params![plugin, key])
-                .map(|n| n > 0)
+            c.execute(
+                "DELETE FROM kv WHERE plugin = ?1 AND key = ?2",
+                params![plugin, key],
+            )
+            .map(|n| n > 0)
         })
         .await
     }
 
     /// Keys of `plugin` starting with `prefix`, in order, at most `limit`.
-    pub async fn list(&self, plugin: &str, prefix: String, limit: u32) -> Result<Vec<String>, CallError> {
+    pub async fn list(
+        &self,
+        plugin: &str,
+        prefix: String,
+        limit: u32,
+    ) -> Result<Vec<String>, CallError> {
         let plugin = plugin.to_owned();
         let limit = limit.min(MAX_LIST);
         self.with_conn(move |c| {
@@ -143,7 +160,10 @@ fn check_key(key: &str) -> Result<(), CallError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
         return Err(CallError::new(
             ErrorCode::InvalidInput,
-            format!("kv keys must be 1 to {MAX_KEY_BYTES} bytes; got {}", key.len()),
+            format!(
+                "kv keys must be 1 to {MAX_KEY_BYTES} bytes; got {}",
+                key.len()
+            ),
         ));
     }
     Ok(())
@@ -177,7 +197,11 @@ mod tests {
         assert_eq!(kv.list("p", "a%".into(), 10).await.unwrap(), ["a%1", "a%2"]);
         assert_eq!(kv.list("p", "".into(), 2).await.unwrap(), ["a%1", "a%2"]);
         assert!(kv.set("p", "".into(), vec![]).await.is_err());
-        assert!(kv.set("p", "x".into(), vec![0; MAX_VALUE_BYTES + 1]).await.is_err());
+        assert!(
+            kv.set("p", "x".into(), vec![0; MAX_VALUE_BYTES + 1])
+                .await
+                .is_err()
+        );
         assert_eq!(kv.list("p", "".into(), 100).await.unwrap().len(), 4);
     }
 
@@ -185,7 +209,11 @@ mod tests {
     async fn survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.db");
-        KvStore::open(&path).unwrap().set("p", "k".into(), b"v".to_vec()).await.unwrap();
+        KvStore::open(&path)
+            .unwrap()
+            .set("p", "k".into(), b"v".to_vec())
+            .await
+            .unwrap();
         let kv = KvStore::open(&path).unwrap();
         assert_eq!(kv.get("p", "k".into()).await.unwrap(), Some(b"v".to_vec()));
     }

@@ -36,6 +36,9 @@ fn a_call_without_a_node_says_how_to_start_one() {
 
 #[test]
 fn bad_metadata_is_a_usage_error() {
-    let out = host().args(["call", "/node/echo/ping", "--meta", "novalue"]).output().unwrap();
+    let out = host()
+        .args(["call", "/node/echo/ping", "--meta", "novalue"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -127,7 +127,13 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_refused() {
-        for bad in ["node/echo/*", "/node/echo", "/node/e*/ping", "/node/echo/ping/x", "/node//x"] {
+        for bad in [
+            "node/echo/*",
+            "/node/echo",
+            "/node/e*/ping",
+            "/node/echo/ping/x",
+            "/node//x",
+        ] {
             assert!(bad.parse::<PathPattern>().is_err(), "{bad}");
         }
     }

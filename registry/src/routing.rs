@@ -42,7 +42,9 @@ pub enum RoutingError {
         suggestions: Vec<String>,
     },
     /// Two owners register the same path.
-    #[error("`{path}` is offered by both `{first}` and `{second}`; give one plugin another namespace")]
+    #[error(
+        "`{path}` is offered by both `{first}` and `{second}`; give one plugin another namespace"
+    )]
     Duplicate {
         /// The contested path.
         path: String,
@@ -186,7 +188,11 @@ impl Route {
                 let pointer = err.instance_path().to_string();
                 Err(InputError {
                     path: self.spec.path.to_string(),
-                    field: if pointer.is_empty() { "/".to_owned() } else { pointer },
+                    field: if pointer.is_empty() {
+                        "/".to_owned()
+                    } else {
+                        pointer
+                    },
                     message: err.to_string(),
                 })
             }
@@ -220,7 +226,9 @@ mod tests {
     #[test]
     fn unknown_paths_suggest_the_closest() {
         let table = table();
-        let err = table.lookup(&"/node/echo/pong".parse().unwrap()).unwrap_err();
+        let err = table
+            .lookup(&"/node/echo/pong".parse().unwrap())
+            .unwrap_err();
         let RoutingError::NotFound { suggestions, .. } = &err else {
             panic!("{err:?}")
         };
@@ -242,8 +250,12 @@ mod tests {
     fn input_errors_name_the_field() {
         let table = table();
         let route = table.lookup(&"/node/echo/ping".parse().unwrap()).unwrap();
-        route.validate_input(&serde_json::json!({"msg": "hi"})).unwrap();
-        let err = route.validate_input(&serde_json::json!({"msg": 7})).unwrap_err();
+        route
+            .validate_input(&serde_json::json!({"msg": "hi"}))
+            .unwrap();
+        let err = route
+            .validate_input(&serde_json::json!({"msg": 7}))
+            .unwrap_err();
         assert_eq!(err.field, "/msg");
         let err = route.validate_input(&serde_json::json!({})).unwrap_err();
         assert_eq!(err.field, "/");

@@ -156,12 +156,21 @@ mod tests {
                 vec![scope.into()],
             )
         };
-        assert!(matches!(build("Ping", "{}", "a"), Err(SpecError::BadName(_))));
-        assert!(matches!(build("ping", "{", "a"), Err(SpecError::BadSchema { .. })));
+        assert!(matches!(
+            build("Ping", "{}", "a"),
+            Err(SpecError::BadName(_))
+        ));
+        assert!(matches!(
+            build("ping", "{", "a"),
+            Err(SpecError::BadSchema { .. })
+        ));
         assert!(matches!(
             build("ping", r#"{"type":7}"#, "a"),
             Err(SpecError::BadSchema { .. })
         ));
-        assert!(matches!(build("ping", "{}", "a b"), Err(SpecError::BadScope { .. })));
+        assert!(matches!(
+            build("ping", "{}", "a b"),
+            Err(SpecError::BadScope { .. })
+        ));
     }
 }

@@ -179,7 +179,9 @@ impl StackFile {
             )));
         }
         let limits = &stack.limits;
-        if limits.call_timeout_ms == 0 || limits.max_call_depth == 0 || limits.max_frame_bytes < 1024
+        if limits.call_timeout_ms == 0
+            || limits.max_call_depth == 0
+            || limits.max_frame_bytes < 1024
         {
             return Err(invalid(
                 "limits must be positive and max_frame_bytes at least 1024".to_owned(),
@@ -213,14 +215,18 @@ mod tests {
         )
         .unwrap();
         assert!(stack.plugins["echo"].grants.kv);
-        assert!(stack.plugins["relay"].grants.allows_env(&"/node/echo/ping".parse().unwrap()));
+        assert!(
+            stack.plugins["relay"]
+                .grants
+                .allows_env(&"/node/echo/ping".parse().unwrap())
+        );
         assert!(!stack.plugins["relay"].grants.kv);
     }
 
     #[test]
     fn typos_are_refused_not_ignored() {
-        let err = StackFile::parse("[plugins.echo]\ngrant.kv = true", Path::new("s.toml"))
-            .unwrap_err();
+        let err =
+            StackFile::parse("[plugins.echo]\ngrant.kv = true", Path::new("s.toml")).unwrap_err();
         assert!(err.to_string().contains("grant"), "{err}");
         assert!(StackFile::parse("[plugins.echo]\ngrants.env=['nope']", Path::new("s")).is_err());
         assert!(StackFile::parse("[limits]\nmax_call_depth=0", Path::new("s")).is_err());

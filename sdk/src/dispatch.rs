@@ -47,7 +47,12 @@ pub struct Operations {
 
 impl Operations {
     /// Registers a query: reads state, changes nothing.
-    pub fn query<I, O, F>(&mut self, name: &'static str, description: &'static str, f: F) -> &mut Operation
+    pub fn query<I, O, F>(
+        &mut self,
+        name: &'static str,
+        description: &'static str,
+        f: F,
+    ) -> &mut Operation
     where
         I: DeserializeOwned + JsonSchema,
         O: Serialize + JsonSchema,
@@ -57,7 +62,12 @@ impl Operations {
     }
 
     /// Registers a mutation: changes state.
-    pub fn mutation<I, O, F>(&mut self, name: &'static str, description: &'static str, f: F) -> &mut Operation
+    pub fn mutation<I, O, F>(
+        &mut self,
+        name: &'static str,
+        description: &'static str,
+        f: F,
+    ) -> &mut Operation
     where
         I: DeserializeOwned + JsonSchema,
         O: Serialize + JsonSchema,
@@ -66,7 +76,13 @@ impl Operations {
         self.add(name, OpKind::Mutation, description, f)
     }
 
-    fn add<I, O, F>(&mut self, name: &'static str, kind: OpKind, description: &'static str, f: F) -> &mut Operation
+    fn add<I, O, F>(
+        &mut self,
+        name: &'static str,
+        kind: OpKind,
+        description: &'static str,
+        f: F,
+    ) -> &mut Operation
     where
         I: DeserializeOwned + JsonSchema,
         O: Serialize + JsonSchema,
@@ -109,11 +125,9 @@ impl Operations {
 
     /// Runs operation `name` with JSON `input`.
     pub fn dispatch(&self, name: &str, input: &str, cx: &Context) -> Result<String, CallError> {
-        let op = self
-            .ops
-            .iter()
-            .find(|op| op.name == name)
-            .ok_or_else(|| CallError::not_found(format!("this plugin has no operation `{name}`")))?;
+        let op = self.ops.iter().find(|op| op.name == name).ok_or_else(|| {
+            CallError::not_found(format!("this plugin has no operation `{name}`"))
+        })?;
         (op.handler)(cx, input)
     }
 }
@@ -203,13 +217,17 @@ mod tests {
 
     #[test]
     fn dispatch_decodes_runs_and_encodes() {
-        let out = ops().dispatch("repeat", r#"{"msg":"ab","times":2}"#, &cx()).unwrap();
+        let out = ops()
+            .dispatch("repeat", r#"{"msg":"ab","times":2}"#, &cx())
+            .unwrap();
         assert_eq!(out, r#"{"msg":"abab"}"#);
     }
 
     #[test]
     fn bad_input_names_the_field() {
-        let err = ops().dispatch("repeat", r#"{"msg":"ab","times":"x"}"#, &cx()).unwrap_err();
+        let err = ops()
+            .dispatch("repeat", r#"{"msg":"ab","times":"x"}"#, &cx())
+            .unwrap_err();
         assert_eq!(err.code, crate::ErrorCode::InvalidInput);
         assert!(err.message.contains("times"), "{}", err.message);
         let err = ops().dispatch("nope", "{}", &cx()).unwrap_err();

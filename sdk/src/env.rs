@@ -25,7 +25,10 @@ pub struct Reply<O> {
 }
 
 /// Calls `path` with `input` and decodes the output as `O`.
-pub fn call<I: Serialize, O: DeserializeOwned>(path: &str, input: &I) -> Result<Reply<O>, CallError> {
+pub fn call<I: Serialize, O: DeserializeOwned>(
+    path: &str,
+    input: &I,
+) -> Result<Reply<O>, CallError> {
     let input = serde_json::to_string(input)
         .map_err(|e| CallError::failed(format!("cannot encode input for {path}: {e}")))?;
     let response = wit_env::call(path, &input)?;

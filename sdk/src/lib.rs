@@ -40,8 +40,8 @@ extern crate self as hearth_sdk;
 
 mod context;
 mod dispatch;
-mod error;
 pub mod env;
+mod error;
 pub mod kv;
 pub mod log;
 

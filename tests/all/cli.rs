@@ -5,20 +5,29 @@ use hearth_tests::TestNode;
 #[test]
 fn ping_answers_with_the_message() {
     let node = TestNode::start();
-    let out = node.cli(&["call", "/node/echo/ping", r#"{"msg":"hi"}"#]).ok_json();
+    let out = node
+        .cli(&["call", "/node/echo/ping", r#"{"msg":"hi"}"#])
+        .ok_json();
     assert_eq!(out, serde_json::json!({"msg": "hi"}));
 
     // `--json` shows the whole envelope.
-    let envelope = node.cli(&["call", "/node/echo/ping", r#"{"msg":"hi"}"#, "--json"]).ok_json();
+    let envelope = node
+        .cli(&["call", "/node/echo/ping", r#"{"msg":"hi"}"#, "--json"])
+        .ok_json();
     assert_eq!(envelope["source"], serde_json::json!({"plugin": "echo"}));
-    assert!(envelope["request_id"].as_str().unwrap().len() == 26, "{envelope}");
+    assert!(
+        envelope["request_id"].as_str().unwrap().len() == 26,
+        "{envelope}"
+    );
     assert!(envelope["parent_request_id"].is_null());
 }
 
 #[test]
 fn composition_through_env_carries_the_parent_request_id() {
     let node = TestNode::start();
-    let envelope = node.cli(&["call", "/node/relay/ping", r#"{"msg":"hi"}"#, "--json"]).ok_json();
+    let envelope = node
+        .cli(&["call", "/node/relay/ping", r#"{"msg":"hi"}"#, "--json"])
+        .ok_json();
     let out = &envelope["output"];
     assert_eq!(out["reply"], "hi");
     // The relay saw its own request id, and the nested echo call carried
@@ -30,7 +39,11 @@ fn composition_through_env_carries_the_parent_request_id() {
     // The nested call's context says it is nested, one level deep, on
     // behalf of the same identity.
     let ctx = node
-        .cli(&["call", "/node/relay/forward", r#"{"path":"/node/echo/context","input":{}}"#])
+        .cli(&[
+            "call",
+            "/node/relay/forward",
+            r#"{"path":"/node/echo/context","input":{}}"#,
+        ])
         .ok_json();
     assert_eq!(ctx["depth"], 1);
     assert_eq!(ctx["nested"], true);
@@ -54,12 +67,21 @@ fn ops_lists_kinds_and_schemas() {
     assert_eq!(ping["input_schema"]["properties"]["msg"]["type"], "string");
     assert_eq!(ping["input_schema"]["required"], serde_json::json!(["msg"]));
     assert_eq!(ping["output_schema"]["properties"]["msg"]["type"], "string");
-    let put = ops.as_array().unwrap().iter().find(|op| op["path"] == "/node/echo/put").unwrap();
+    let put = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|op| op["path"] == "/node/echo/put")
+        .unwrap();
     assert_eq!(put["kind"], "mutation");
 
     let text = node.cli(&["ops"]);
     assert_eq!(text.code(), 0);
-    assert!(text.stdout().contains("/node/relay/ping  (query, relay)"), "{}", text.stdout());
+    assert!(
+        text.stdout().contains("/node/relay/ping  (query, relay)"),
+        "{}",
+        text.stdout()
+    );
     assert!(text.stdout().contains("input:"));
 }
 
@@ -67,11 +89,19 @@ fn ops_lists_kinds_and_schemas() {
 fn plugins_lists_versions_and_grants() {
     let node = TestNode::start();
     let plugins = node.cli(&["plugins", "--json"]).ok_json();
-    let names: Vec<&str> = plugins.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["echo", "relay"]);
     assert_eq!(plugins[0]["version"], "0.1.0");
     assert_eq!(plugins[0]["grants"]["kv"], true);
-    assert_eq!(plugins[1]["grants"]["env"], serde_json::json!(["/node/echo/*", "/node/relay/cycle"]));
+    assert_eq!(
+        plugins[1]["grants"]["env"],
+        serde_json::json!(["/node/echo/*", "/node/relay/cycle"])
+    );
     let text = node.cli(&["plugins"]).stdout();
     assert!(text.contains("echo 0.1.0"), "{text}");
 }
@@ -81,8 +111,16 @@ fn unknown_paths_name_the_closest_ones() {
     let node = TestNode::start();
     let out = node.cli(&["call", "/node/echo/pnig", "{}"]);
     assert_eq!(out.code(), 1);
-    assert!(out.stderr().contains("error[not-found]"), "{}", out.stderr());
-    assert!(out.stderr().contains("did you mean /node/echo/ping"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("error[not-found]"),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        out.stderr().contains("did you mean /node/echo/ping"),
+        "{}",
+        out.stderr()
+    );
 
     let out = node.cli(&["call", "/node/echo/pnig", "{}", "--json"]);
     assert_eq!(out.code(), 1);
@@ -90,10 +128,18 @@ fn unknown_paths_name_the_closest_ones() {
 
     let out = node.cli(&["call", "echo/ping"]);
     assert_eq!(out.code(), 1);
-    assert!(out.stderr().contains("must start with `/`"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("must start with `/`"),
+        "{}",
+        out.stderr()
+    );
 
     let out = node.cli(&["call", "/elsewhere/echo/ping", r#"{"msg":"x"}"#]);
-    assert!(out.stderr().contains("unknown node `elsewhere`"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("unknown node `elsewhere`"),
+        "{}",
+        out.stderr()
+    );
 }
 
 #[test]
@@ -101,11 +147,19 @@ fn invalid_input_names_the_field() {
     let node = TestNode::start();
     let out = node.cli(&["call", "/node/echo/ping", r#"{"msg":5}"#]);
     assert_eq!(out.code(), 1);
-    assert!(out.stderr().contains("error[invalid-input]"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("error[invalid-input]"),
+        "{}",
+        out.stderr()
+    );
     assert!(out.stderr().contains("`/msg`"), "{}", out.stderr());
 
     let out = node.cli(&["call", "/node/echo/ping", "{}"]);
-    assert!(out.stderr().contains("\"msg\" is a required property"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("\"msg\" is a required property"),
+        "{}",
+        out.stderr()
+    );
 
     let out = node.cli(&["call", "/node/echo/ping", "{not json"]);
     assert!(out.stderr().contains("is not JSON"), "{}", out.stderr());
@@ -117,15 +171,30 @@ fn invalid_input_names_the_field() {
 #[test]
 fn ungranted_calls_are_denied_naming_the_grant() {
     let node = TestNode::start();
-    let out = node.cli(&["call", "/node/relay/forward", r#"{"path":"/node/host/ping"}"#]);
+    let out = node.cli(&[
+        "call",
+        "/node/relay/forward",
+        r#"{"path":"/node/host/ping"}"#,
+    ]);
     assert_eq!(out.code(), 1);
     let err = out.stderr();
     assert!(err.contains("error[denied]"), "{err}");
-    assert!(err.contains(r#"add "/node/host/ping" to `grants.env` of [plugins.relay]"#), "{err}");
+    assert!(
+        err.contains(r#"add "/node/host/ping" to `grants.env` of [plugins.relay]"#),
+        "{err}"
+    );
 
     // Granted, but the target does not exist: not-found, not denied.
-    let out = node.cli(&["call", "/node/relay/forward", r#"{"path":"/node/echo/nope"}"#]);
-    assert!(out.stderr().contains("error[not-found]"), "{}", out.stderr());
+    let out = node.cli(&[
+        "call",
+        "/node/relay/forward",
+        r#"{"path":"/node/echo/nope"}"#,
+    ]);
+    assert!(
+        out.stderr().contains("error[not-found]"),
+        "{}",
+        out.stderr()
+    );
 }
 
 #[test]
@@ -136,20 +205,37 @@ fn a_call_cycle_ends_at_the_depth_bound() {
     let err = out.stderr();
     assert!(err.contains("error[resource-exhausted]"), "{err}");
     assert!(err.contains("call depth limit 8"), "{err}");
-    assert!(err.contains("/node/relay/cycle -> /node/relay/cycle"), "{err}");
+    assert!(
+        err.contains("/node/relay/cycle -> /node/relay/cycle"),
+        "{err}"
+    );
     // The node is fine afterwards.
-    assert_eq!(node.cli(&["call", "/node/echo/ping", r#"{"msg":"ok"}"#]).ok_json()["msg"], "ok");
+    assert_eq!(
+        node.cli(&["call", "/node/echo/ping", r#"{"msg":"ok"}"#])
+            .ok_json()["msg"],
+        "ok"
+    );
 }
 
 #[test]
 fn kv_values_survive_kill_9() {
     let mut node = TestNode::start();
-    let out = node.cli(&["call", "/node/echo/put", r#"{"key":"greeting","value":"hello"}"#]).ok_json();
+    let out = node
+        .cli(&[
+            "call",
+            "/node/echo/put",
+            r#"{"key":"greeting","value":"hello"}"#,
+        ])
+        .ok_json();
     assert_eq!(out["replaced"], false);
     node.kill9();
     node.restart();
-    let out = node.cli(&["call", "/node/echo/get", r#"{"key":"greeting"}"#]).ok_json();
+    let out = node
+        .cli(&["call", "/node/echo/get", r#"{"key":"greeting"}"#])
+        .ok_json();
     assert_eq!(out["value"], "hello");
-    let out = node.cli(&["call", "/node/echo/get", r#"{"key":"other"}"#]).ok_json();
+    let out = node
+        .cli(&["call", "/node/echo/get", r#"{"key":"other"}"#])
+        .ok_json();
     assert!(out["value"].is_null());
 }

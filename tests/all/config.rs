@@ -22,14 +22,21 @@ fn serve_runs_without_any_config() {
     for _ in 0..2 {
         std::io::BufRead::read_line(&mut reader, &mut banner).unwrap();
     }
-    assert!(banner.contains(&format!("socket: {}", socket.display())), "{banner}");
+    assert!(
+        banner.contains(&format!("socket: {}", socket.display())),
+        "{banner}"
+    );
     let out = Command::new(host_bin())
         .args(["call", "/node/echo/ping", r#"{"msg":"default"}"#])
         .env("HEARTH_DATA_DIR", dir.path())
         .env_remove("HEARTH_SOCKET")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -58,17 +65,34 @@ fn a_second_node_on_the_same_socket_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already serving"), "{err}");
     // The first node still answers.
-    assert_eq!(node.cli(&["call", "/node/host/ping"]).ok_json()["node"], "local");
+    assert_eq!(
+        node.cli(&["call", "/node/host/ping"]).ok_json()["node"],
+        "local"
+    );
 }
 
 #[test]
 fn a_restart_loads_plugins_from_the_precompiled_cache() {
     let mut node = TestNode::start();
     let first = node.cli(&["plugins", "--json"]).ok_json();
-    assert!(first.as_array().unwrap().iter().all(|p| p["cache"] == "miss"), "{first}");
+    assert!(
+        first
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["cache"] == "miss"),
+        "{first}"
+    );
     node.restart();
     let second = node.cli(&["plugins", "--json"]).ok_json();
-    assert!(second.as_array().unwrap().iter().all(|p| p["cache"] == "hit"), "{second}");
+    assert!(
+        second
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["cache"] == "hit"),
+        "{second}"
+    );
     assert_eq!(first[0]["component_sha256"], second[0]["component_sha256"]);
 }
 
@@ -79,9 +103,17 @@ fn without_grants_kv_is_denied_naming_the_grant() {
     assert_eq!(out.code(), 1);
     let err = out.stderr();
     assert!(err.contains("error[denied]"), "{err}");
-    assert!(err.contains("set `grants.kv = true` in [plugins.echo]"), "{err}");
+    assert!(
+        err.contains("set `grants.kv = true` in [plugins.echo]"),
+        "{err}"
+    );
     let out = node.cli(&["call", "/node/relay/ping", r#"{"msg":"x"}"#]);
-    assert!(out.stderr().contains(r#"add "/node/echo/ping" to `grants.env` of [plugins.relay]"#), "{}", out.stderr());
+    assert!(
+        out.stderr()
+            .contains(r#"add "/node/echo/ping" to `grants.env` of [plugins.relay]"#),
+        "{}",
+        out.stderr()
+    );
 }
 
 #[test]
@@ -101,7 +133,10 @@ fn invalid_stack_files_fail_with_the_reason() {
     };
     assert!(run("[plugins.echo]\ngrant.kv = true").contains("unknown field `grant`"));
     assert!(run("[plugins.nope]").contains("no plugin of that name is bundled"));
-    assert!(run("[plugins.echo]\ngrants.env = ['/node/*']").contains("grant pattern `/node/*` is not valid"));
+    assert!(
+        run("[plugins.echo]\ngrants.env = ['/node/*']")
+            .contains("grant pattern `/node/*` is not valid")
+    );
 }
 
 #[test]
@@ -109,24 +144,38 @@ fn plugins_load_from_a_directory() {
     let dir = tempfile::tempdir().unwrap();
     let plugin_dir = dir.path().join("echo");
     std::fs::create_dir(&plugin_dir).unwrap();
-    std::fs::copy(repo_root().join("plugins/echo/plugin.toml"), plugin_dir.join("plugin.toml")).unwrap();
+    std::fs::copy(
+        repo_root().join("plugins/echo/plugin.toml"),
+        plugin_dir.join("plugin.toml"),
+    )
+    .unwrap();
     // The same bytes the host bundles, from the plugin build.
-    let built = std::env::var("HEARTH_ECHO_WASM").ok().map(std::path::PathBuf::from).or_else(|| {
-        let exe = std::env::current_exe().ok()?;
-        let target = exe.ancestors().nth(3)?.to_owned();
-        let candidate = target.join("hearth-plugins/wasm32-wasip2/release/echo.wasm");
-        candidate.is_file().then_some(candidate).or_else(|| {
-            let c = repo_root().join("plugins/target/wasm32-wasip2/release/echo.wasm");
-            c.is_file().then_some(c)
-        })
-    });
+    let built = std::env::var("HEARTH_ECHO_WASM")
+        .ok()
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            let target = exe.ancestors().nth(3)?.to_owned();
+            let candidate = target.join("hearth-plugins/wasm32-wasip2/release/echo.wasm");
+            candidate.is_file().then_some(candidate).or_else(|| {
+                let c = repo_root().join("plugins/target/wasm32-wasip2/release/echo.wasm");
+                c.is_file().then_some(c)
+            })
+        });
     let Some(built) = built else {
         panic!("echo.wasm not found; set HEARTH_ECHO_WASM");
     };
     std::fs::copy(built, plugin_dir.join("echo.wasm")).unwrap();
-    let stack = format!("[plugins.echo]\npath = {:?}\n", plugin_dir.display().to_string());
+    let stack = format!(
+        "[plugins.echo]\npath = {:?}\n",
+        plugin_dir.display().to_string()
+    );
     let node = TestNode::start_with_stack(&stack);
     let plugins = node.cli(&["plugins", "--json"]).ok_json();
     assert_eq!(plugins[0]["origin"], plugin_dir.display().to_string());
-    assert_eq!(node.cli(&["call", "/node/echo/ping", r#"{"msg":"dir"}"#]).ok_json()["msg"], "dir");
+    assert_eq!(
+        node.cli(&["call", "/node/echo/ping", r#"{"msg":"dir"}"#])
+            .ok_json()["msg"],
+        "dir"
+    );
 }

@@ -23,7 +23,10 @@ async fn read(stream: &mut UnixStream) -> Option<NodeFrame> {
 }
 
 async fn hello(stream: &mut UnixStream) {
-    let hello = ClientFrame::Hello { protocol: 1, client: "test".into() };
+    let hello = ClientFrame::Hello {
+        protocol: 1,
+        client: "test".into(),
+    };
     frame::write_frame(stream, &hello).await.unwrap();
     assert!(matches!(read(stream).await, Some(NodeFrame::Hello { .. })));
 }
@@ -47,14 +50,25 @@ async fn many_concurrent_calls_share_one_connection() {
     for i in 0..200 {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
-            let path = if i % 2 == 0 { "/node/echo/ping" } else { "/node/relay/ping" };
-            let reply = client.call(path, &serde_json::json!({ "msg": format!("m{i}") })).await.unwrap();
+            let path = if i % 2 == 0 {
+                "/node/echo/ping"
+            } else {
+                "/node/relay/ping"
+            };
+            let reply = client
+                .call(path, &serde_json::json!({ "msg": format!("m{i}") }))
+                .await
+                .unwrap();
             (i, reply)
         }));
     }
     for task in tasks {
         let (i, reply) = task.await.unwrap();
-        let got = if i % 2 == 0 { &reply.output["msg"] } else { &reply.output["reply"] };
+        let got = if i % 2 == 0 {
+            &reply.output["msg"]
+        } else {
+            &reply.output["reply"]
+        };
         assert_eq!(got, &serde_json::json!(format!("m{i}")));
     }
 }
@@ -65,12 +79,17 @@ async fn replies_come_back_as_calls_finish_not_in_order() {
     let mut stream = raw(&node).await;
     hello(&mut stream).await;
     for id in [10, 11, 12] {
-        frame::write_frame(&mut stream, &ping(id, &format!("n{id}"))).await.unwrap();
+        frame::write_frame(&mut stream, &ping(id, &format!("n{id}")))
+            .await
+            .unwrap();
     }
     let mut ids = Vec::new();
     for _ in 0..3 {
         match read(&mut stream).await {
-            Some(NodeFrame::Reply { id, result: WireResult::Ok(r) }) => {
+            Some(NodeFrame::Reply {
+                id,
+                result: WireResult::Ok(r),
+            }) => {
                 assert!(r.output.contains(&format!("n{id}")));
                 ids.push(id);
             }
@@ -87,20 +106,38 @@ async fn malformed_frames_are_refused_and_the_connection_goes_on() {
     let mut stream = raw(&node).await;
     hello(&mut stream).await;
     // A length prefix followed by bytes that are no frame at all.
-    stream.write_all(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd]).await.unwrap();
+    stream
+        .write_all(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd])
+        .await
+        .unwrap();
     match read(&mut stream).await {
         Some(NodeFrame::Refused { id: None, error }) => {
             assert_eq!(error.code, ErrorCode::InvalidInput);
-            assert!(error.message.contains("malformed frame"), "{}", error.message);
+            assert!(
+                error.message.contains("malformed frame"),
+                "{}",
+                error.message
+            );
         }
         other => panic!("{other:?}"),
     }
     // A zero-length frame.
     stream.write_all(&[0, 0, 0, 0]).await.unwrap();
-    assert!(matches!(read(&mut stream).await, Some(NodeFrame::Refused { id: None, .. })));
+    assert!(matches!(
+        read(&mut stream).await,
+        Some(NodeFrame::Refused { id: None, .. })
+    ));
     // Still serving on the same connection.
-    frame::write_frame(&mut stream, &ping(1, "after")).await.unwrap();
-    assert!(matches!(read(&mut stream).await, Some(NodeFrame::Reply { id: 1, result: WireResult::Ok(_) })));
+    frame::write_frame(&mut stream, &ping(1, "after"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        read(&mut stream).await,
+        Some(NodeFrame::Reply {
+            id: 1,
+            result: WireResult::Ok(_)
+        })
+    ));
 }
 
 #[tokio::test]
@@ -109,11 +146,17 @@ async fn oversize_frames_close_that_connection_only() {
     let mut stream = raw(&node).await;
     hello(&mut stream).await;
     let big = "x".repeat(10_000);
-    frame::write_frame(&mut stream, &ping(1, &big)).await.unwrap();
+    frame::write_frame(&mut stream, &ping(1, &big))
+        .await
+        .unwrap();
     match read(&mut stream).await {
         Some(NodeFrame::Refused { id: None, error }) => {
             assert_eq!(error.code, ErrorCode::ResourceExhausted);
-            assert!(error.message.contains("exceeds the 4096-byte limit"), "{}", error.message);
+            assert!(
+                error.message.contains("exceeds the 4096-byte limit"),
+                "{}",
+                error.message
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -122,10 +165,16 @@ async fn oversize_frames_close_that_connection_only() {
     let mut stream = raw(&node).await;
     hello(&mut stream).await;
     stream.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-    assert!(matches!(read(&mut stream).await, Some(NodeFrame::Refused { .. })));
+    assert!(matches!(
+        read(&mut stream).await,
+        Some(NodeFrame::Refused { .. })
+    ));
     // Other clients are unaffected.
     let client = node.client().await;
-    let reply = client.call("/node/echo/ping", &serde_json::json!({"msg": "fine"})).await.unwrap();
+    let reply = client
+        .call("/node/echo/ping", &serde_json::json!({"msg": "fine"}))
+        .await
+        .unwrap();
     assert_eq!(reply.output["msg"], "fine");
 }
 
@@ -133,19 +182,32 @@ async fn oversize_frames_close_that_connection_only() {
 async fn the_first_frame_must_be_a_compatible_hello() {
     let node = TestNode::start();
     let mut stream = raw(&node).await;
-    frame::write_frame(&mut stream, &ping(1, "too early")).await.unwrap();
+    frame::write_frame(&mut stream, &ping(1, "too early"))
+        .await
+        .unwrap();
     match read(&mut stream).await {
-        Some(NodeFrame::Refused { error, .. }) => assert!(error.message.contains("first frame must be Hello")),
+        Some(NodeFrame::Refused { error, .. }) => {
+            assert!(error.message.contains("first frame must be Hello"))
+        }
         other => panic!("{other:?}"),
     }
     assert!(read(&mut stream).await.is_none());
 
     let mut stream = raw(&node).await;
-    let hello = ClientFrame::Hello { protocol: 99, client: "future".into() };
+    let hello = ClientFrame::Hello {
+        protocol: 99,
+        client: "future".into(),
+    };
     frame::write_frame(&mut stream, &hello).await.unwrap();
     match read(&mut stream).await {
         Some(NodeFrame::Refused { error, .. }) => {
-            assert!(error.message.contains("protocol version 99 is not supported"), "{}", error.message)
+            assert!(
+                error
+                    .message
+                    .contains("protocol version 99 is not supported"),
+                "{}",
+                error.message
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -165,12 +227,16 @@ async fn duplicate_ids_in_flight_are_refused() {
         timeout_ms: None,
     });
     frame::write_frame(&mut stream, &slow).await.unwrap();
-    frame::write_frame(&mut stream, &ping(5, "dup")).await.unwrap();
+    frame::write_frame(&mut stream, &ping(5, "dup"))
+        .await
+        .unwrap();
     let mut saw_conflict = false;
     let mut saw_reply = false;
     for _ in 0..2 {
         match read(&mut stream).await {
-            Some(NodeFrame::Refused { id: Some(5), error }) => saw_conflict = error.code == ErrorCode::Conflict,
+            Some(NodeFrame::Refused { id: Some(5), error }) => {
+                saw_conflict = error.code == ErrorCode::Conflict
+            }
             Some(NodeFrame::Reply { id: 5, .. }) => saw_reply = true,
             other => panic!("{other:?}"),
         }
@@ -186,14 +252,22 @@ async fn duplicate_ids_in_flight_are_refused() {
 async fn typed_errors_and_metadata_reach_the_client() {
     let node = TestNode::start();
     let client = node.client().await;
-    let err = client.call("/node/echo/pong", &serde_json::json!({})).await.unwrap_err();
-    let ClientError::Call(err) = err else { panic!("{err:?}") };
+    let err = client
+        .call("/node/echo/pong", &serde_json::json!({}))
+        .await
+        .unwrap_err();
+    let ClientError::Call(err) = err else {
+        panic!("{err:?}")
+    };
     assert_eq!(err.code, ErrorCode::NotFound);
     let options = CallOptions {
         timeout: Some(Duration::from_millis(1500)),
         metadata: vec![("trace".into(), "abc".into())],
     };
-    let ctx = client.call_raw("/node/echo/context", "{}", options).await.unwrap();
+    let ctx = client
+        .call_raw("/node/echo/context", "{}", options)
+        .await
+        .unwrap();
     assert!(ctx.output["deadline_ms"].as_u64().unwrap() <= 1500);
     assert_eq!(ctx.output["depth"], 0);
     assert_eq!(ctx.output["nested"], false);

@@ -82,7 +82,10 @@ fn parse_meta(s: &str) -> Result<(String, String), String> {
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -95,7 +98,9 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     let socket = cli.socket.or_else(crate::config::default_socket);
     match cli.command {
-        Command::Serve { config } => serve::run(config, socket_override(&socket, &cli_socket_given())).await,
+        Command::Serve { config } => {
+            serve::run(config, socket_override(&socket, &cli_socket_given())).await
+        }
         Command::Call {
             path,
             input,
@@ -123,7 +128,9 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Ops { format } => {
             with_client(socket, format.json, async |client| {
-                let response = client.call("/node/host/ops", &serde_json::json!({})).await?;
+                let response = client
+                    .call("/node/host/ops", &serde_json::json!({}))
+                    .await?;
                 output::print_ops(&response.output, format.json);
                 Ok(())
             })
@@ -131,7 +138,9 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Plugins { format } => {
             with_client(socket, format.json, async |client| {
-                let response = client.call("/node/host/plugins", &serde_json::json!({})).await?;
+                let response = client
+                    .call("/node/host/plugins", &serde_json::json!({}))
+                    .await?;
                 output::print_plugins(&response.output, format.json);
                 Ok(())
             })
@@ -164,7 +173,9 @@ async fn with_client(
     f: impl AsyncFnOnce(&Client) -> Result<(), ClientError>,
 ) -> ExitCode {
     let Some(socket) = socket else {
-        eprintln!("error: no socket given and no default data directory; pass --socket or set HEARTH_SOCKET");
+        eprintln!(
+            "error: no socket given and no default data directory; pass --socket or set HEARTH_SOCKET"
+        );
         return ExitCode::from(EXIT_UNREACHABLE);
     };
     let result = match Client::connect(&socket).await {

@@ -31,7 +31,8 @@ pub fn print_response(response: &ResponseEnvelope, json: bool) {
 pub fn print_error(err: &ClientError, json: bool) {
     match (err.call_error(), json) {
         (Some(call), true) => {
-            let body = serde_json::json!({ "error": { "code": call.code, "message": call.message } });
+            let body =
+                serde_json::json!({ "error": { "code": call.code, "message": call.message } });
             out!("{}", pretty(&body));
         }
         (Some(call), false) => eprintln!("error[{}]: {}", call.code, call.message),
@@ -49,7 +50,12 @@ pub fn print_ops(ops: &Value, json: bool) {
         let field = |name: &str| op[name].as_str().unwrap_or_default().to_owned();
         out!("{}  ({}, {})", field("path"), field("kind"), field("owner"));
         out!("    {}", field("description"));
-        let scopes: Vec<&str> = op["scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let scopes: Vec<&str> = op["scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         if !scopes.is_empty() {
             out!("    scopes: {}", scopes.join(", "));
         }
@@ -66,11 +72,23 @@ pub fn print_plugins(plugins: &Value, json: bool) {
     }
     for p in plugins.as_array().into_iter().flatten() {
         let s = |name: &str| p[name].as_str().unwrap_or_default().to_owned();
-        out!("{} {}  ({}; {} operations; cache {})", s("name"), s("version"), s("origin"), p["operations"].as_array().map_or(0, Vec::len), s("cache"));
+        out!(
+            "{} {}  ({}; {} operations; cache {})",
+            s("name"),
+            s("version"),
+            s("origin"),
+            p["operations"].as_array().map_or(0, Vec::len),
+            s("cache")
+        );
         if !s("description").is_empty() {
             out!("    {}", s("description"));
         }
-        let env: Vec<&str> = p["grants"]["env"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let env: Vec<&str> = p["grants"]["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         out!(
             "    grants: kv={} env=[{}]",
             p["grants"]["kv"].as_bool().unwrap_or(false),

@@ -36,10 +36,10 @@ async fn serve(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> anyhow:
         node.routes().len(),
         server.path().display(),
         config.data_dir.display(),
-        config
-            .origin
-            .as_ref()
-            .map_or_else(|| "embedded default (examples/stack.toml)".to_owned(), |p| p.display().to_string()),
+        config.origin.as_ref().map_or_else(
+            || "embedded default (examples/stack.toml)".to_owned(),
+            |p| p.display().to_string()
+        ),
     );
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;

@@ -148,7 +148,12 @@ impl Node {
     pub async fn call(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
         let path = self.resolve(&request.path)?;
         let route = self.routes.lookup(&path)?;
-        if let Some(missing) = route.spec.scopes.iter().find(|s| !request.identity.holds(s)) {
+        if let Some(missing) = route
+            .spec
+            .scopes
+            .iter()
+            .find(|s| !request.identity.holds(s))
+        {
             return Err(CallError::new(
                 ErrorCode::Denied,
                 format!(
@@ -175,7 +180,12 @@ impl Node {
     }
 
     /// A nested call made by a plugin through `env`.
-    async fn call_nested(&self, caller: Caller, path: String, input: String) -> Result<ResponseEnvelope, CallError> {
+    async fn call_nested(
+        &self,
+        caller: Caller,
+        path: String,
+        input: String,
+    ) -> Result<ResponseEnvelope, CallError> {
         let path = self.resolve(&path)?;
         if !caller.grants.allows_env(&path) {
             return Err(CallError::new(
@@ -192,7 +202,12 @@ impl Node {
         if depth > self.limits.max_call_depth {
             // The last few hops show the cycle without flooding the message.
             let skip = parent.chain.len().saturating_sub(4);
-            let mut chain: Vec<String> = parent.chain.iter().skip(skip).map(ToString::to_string).collect();
+            let mut chain: Vec<String> = parent
+                .chain
+                .iter()
+                .skip(skip)
+                .map(ToString::to_string)
+                .collect();
             if skip > 0 {
                 chain.insert(0, "…".to_owned());
             }
@@ -241,7 +256,12 @@ impl Node {
     }
 
     /// Validates input and runs the route with `ctx`.
-    async fn execute(&self, route: Arc<Route>, ctx: CallContext, input: &str) -> Result<ResponseEnvelope, CallError> {
+    async fn execute(
+        &self,
+        route: Arc<Route>,
+        ctx: CallContext,
+        input: &str,
+    ) -> Result<ResponseEnvelope, CallError> {
         let started = Instant::now();
         let input_value: serde_json::Value = serde_json::from_str(input).map_err(|e| {
             CallError::new(
@@ -284,7 +304,10 @@ impl Node {
         input: &str,
     ) -> Result<(serde_json::Value, Source), CallError> {
         let plugin = self.plugins.get(&route.owner).ok_or_else(|| {
-            CallError::new(ErrorCode::Unavailable, format!("plugin `{}` is not loaded", route.owner))
+            CallError::new(
+                ErrorCode::Unavailable,
+                format!("plugin `{}` is not loaded", route.owner),
+            )
         })?;
         let services: Arc<dyn HostServices> = self
             .this
@@ -297,7 +320,10 @@ impl Node {
         let output = serde_json::from_str(&output).map_err(|e| {
             CallError::new(
                 ErrorCode::Failed,
-                format!("plugin `{}` returned output that is not JSON: {e}", plugin.name),
+                format!(
+                    "plugin `{}` returned output that is not JSON: {e}",
+                    plugin.name
+                ),
             )
         })?;
         Ok((output, Source::Plugin(plugin.name.clone())))
@@ -321,19 +347,38 @@ async fn load_plugin(runtime: &Runtime, source: &PluginSource) -> Result<LoadedP
 }
 
 impl HostServices for Node {
-    fn call(&self, caller: Caller, path: String, input: String) -> BoxFuture<Result<ResponseEnvelope, CallError>> {
+    fn call(
+        &self,
+        caller: Caller,
+        path: String,
+        input: String,
+    ) -> BoxFuture<Result<ResponseEnvelope, CallError>> {
         let Some(node) = self.this.upgrade() else {
-            return Box::pin(async { Err(CallError::new(ErrorCode::Unavailable, "the node is shutting down")) });
+            return Box::pin(async {
+                Err(CallError::new(
+                    ErrorCode::Unavailable,
+                    "the node is shutting down",
+                ))
+            });
         };
         Box::pin(async move { node.call_nested(caller, path, input).await })
     }
 
-    fn kv_get(&self, plugin: Arc<str>, key: String) -> BoxFuture<Result<Option<Vec<u8>>, CallError>> {
+    fn kv_get(
+        &self,
+        plugin: Arc<str>,
+        key: String,
+    ) -> BoxFuture<Result<Option<Vec<u8>>, CallError>> {
         let kv = self.kv.clone();
         Box::pin(async move { kv.get(&plugin, key).await })
     }
 
-    fn kv_set(&self, plugin: Arc<str>, key: String, value: Vec<u8>) -> BoxFuture<Result<(), CallError>> {
+    fn kv_set(
+        &self,
+        plugin: Arc<str>,
+        key: String,
+        value: Vec<u8>,
+    ) -> BoxFuture<Result<(), CallError>> {
         let kv = self.kv.clone();
         Box::pin(async move { kv.set(&plugin, key, value).await })
     }
@@ -343,7 +388,12 @@ impl HostServices for Node {
         Box::pin(async move { kv.delete(&plugin, key).await })
     }
 
-    fn kv_list(&self, plugin: Arc<str>, prefix: String, limit: u32) -> BoxFuture<Result<Vec<String>, CallError>> {
+    fn kv_list(
+        &self,
+        plugin: Arc<str>,
+        prefix: String,
+        limit: u32,
+    ) -> BoxFuture<Result<Vec<String>, CallError>> {
         let kv = self.kv.clone();
         Box::pin(async move { kv.list(&plugin, prefix, limit).await })
     }

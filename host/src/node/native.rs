@@ -64,20 +64,49 @@ struct Grants {
     env: Vec<String>,
 }
 
-fn spec<I: JsonSchema, O: JsonSchema>(name: &str, description: &str, scopes: &[&str]) -> Option<OperationSpec> {
+fn spec<I: JsonSchema, O: JsonSchema>(
+    name: &str,
+    description: &str,
+    scopes: &[&str],
+) -> Option<OperationSpec> {
     let input = schemars::schema_for!(I).as_value().to_string();
     let output = schemars::schema_for!(O).as_value().to_string();
     let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
-    OperationSpec::from_parts("host", name, OpKind::Query, description, &input, &output, scopes).ok()
+    OperationSpec::from_parts(
+        "host",
+        name,
+        OpKind::Query,
+        description,
+        &input,
+        &output,
+        scopes,
+    )
+    .ok()
 }
 
 /// The specs of every native operation.
 pub(super) fn specs() -> Vec<OperationSpec> {
     [
-        spec::<Empty, Ping>("ping", "Check the node is up; returns its name, version and uptime.", &[]),
-        spec::<Empty, Version>("version", "Versions of the node, its WIT package and its wire protocol.", &[]),
-        spec::<Empty, Vec<OpEntry>>("ops", "Every operation this node serves, with kind and schemas.", &["host:read"]),
-        spec::<Empty, Vec<PluginEntry>>("plugins", "Loaded plugins with versions and grants.", &["host:read"]),
+        spec::<Empty, Ping>(
+            "ping",
+            "Check the node is up; returns its name, version and uptime.",
+            &[],
+        ),
+        spec::<Empty, Version>(
+            "version",
+            "Versions of the node, its WIT package and its wire protocol.",
+            &[],
+        ),
+        spec::<Empty, Vec<OpEntry>>(
+            "ops",
+            "Every operation this node serves, with kind and schemas.",
+            &["host:read"],
+        ),
+        spec::<Empty, Vec<PluginEntry>>(
+            "plugins",
+            "Loaded plugins with versions and grants.",
+            &["host:read"],
+        ),
     ]
     .into_iter()
     .flatten()
@@ -85,7 +114,11 @@ pub(super) fn specs() -> Vec<OperationSpec> {
 }
 
 /// Runs native operation `name`; input is already validated.
-pub(super) fn handle(node: &Node, name: &str, _input: &serde_json::Value) -> Result<serde_json::Value, CallError> {
+pub(super) fn handle(
+    node: &Node,
+    name: &str,
+    _input: &serde_json::Value,
+) -> Result<serde_json::Value, CallError> {
     let output = match name {
         "ping" => serde_json::to_value(Ping {
             node: node.name().to_owned(),

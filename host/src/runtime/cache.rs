@@ -57,7 +57,9 @@ impl ComponentCache {
         if path.is_file() {
             match deserialize(engine, &path) {
                 Ok(component) => return Ok((component, CacheOutcome::Hit, sha256)),
-                Err(err) => tracing::warn!(path = %path.display(), error = %err, "discarding unusable cache entry"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "discarding unusable cache entry")
+                }
             }
         }
         let component = Component::new(engine, bytes).map_err(|e| RuntimeError::Plugin {

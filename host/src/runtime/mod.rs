@@ -113,7 +113,8 @@ impl Runtime {
             plugin: name.to_owned(),
             message,
         };
-        let (component, cache, sha256) = self.cache.load_or_compile(&self.engine, component_bytes)?;
+        let (component, cache, sha256) =
+            self.cache.load_or_compile(&self.engine, component_bytes)?;
         let pre = self.link(&component).map_err(|e| {
             fail(format!(
                 "cannot link: {e:#}; the plugin imports something this host does not provide (built against another version of hearth:node?)"
@@ -132,7 +133,12 @@ impl Runtime {
             instance.hearth_node_handler().call_specs(&mut store).await
         }
         .await
-        .map_err(|e| fail(format!("failed to list its operations: {}", describe_failure(&e, &store))))?;
+        .map_err(|e| {
+            fail(format!(
+                "failed to list its operations: {}",
+                describe_failure(&e, &store)
+            ))
+        })?;
         let namespace = manifest.namespace().to_owned();
         let mut specs = Vec::with_capacity(raw_specs.len());
         for raw in raw_specs {
@@ -203,12 +209,19 @@ impl Runtime {
         };
         let mut store = self.store(caller, Some(services));
         let run = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await.map_err(|e| {
-                CallError::new(
-                    ErrorCode::ResourceExhausted,
-                    format!("cannot start an instance of plugin `{}`: {e:#}", plugin.name),
-                )
-            })?;
+            let instance = plugin
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| {
+                    CallError::new(
+                        ErrorCode::ResourceExhausted,
+                        format!(
+                            "cannot start an instance of plugin `{}`: {e:#}",
+                            plugin.name
+                        ),
+                    )
+                })?;
             instance
                 .hearth_node_handler()
                 .call_handle(&mut store, op, input, &wit_ctx)

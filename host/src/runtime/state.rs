@@ -40,15 +40,34 @@ pub struct Caller {
 /// What the node provides to plugins; the runtime only adds grant checks.
 pub trait HostServices: Send + Sync + 'static {
     /// Makes a nested call for `caller` (grants already checked).
-    fn call(&self, caller: Caller, path: String, input: String) -> BoxFuture<Result<ResponseEnvelope, CallError>>;
+    fn call(
+        &self,
+        caller: Caller,
+        path: String,
+        input: String,
+    ) -> BoxFuture<Result<ResponseEnvelope, CallError>>;
     /// Reads `key` in `plugin`'s namespace.
-    fn kv_get(&self, plugin: Arc<str>, key: String) -> BoxFuture<Result<Option<Vec<u8>>, CallError>>;
+    fn kv_get(
+        &self,
+        plugin: Arc<str>,
+        key: String,
+    ) -> BoxFuture<Result<Option<Vec<u8>>, CallError>>;
     /// Writes `key` in `plugin`'s namespace.
-    fn kv_set(&self, plugin: Arc<str>, key: String, value: Vec<u8>) -> BoxFuture<Result<(), CallError>>;
+    fn kv_set(
+        &self,
+        plugin: Arc<str>,
+        key: String,
+        value: Vec<u8>,
+    ) -> BoxFuture<Result<(), CallError>>;
     /// Deletes `key` in `plugin`'s namespace.
     fn kv_delete(&self, plugin: Arc<str>, key: String) -> BoxFuture<Result<bool, CallError>>;
     /// Lists keys with `prefix` in `plugin`'s namespace.
-    fn kv_list(&self, plugin: Arc<str>, prefix: String, limit: u32) -> BoxFuture<Result<Vec<String>, CallError>>;
+    fn kv_list(
+        &self,
+        plugin: Arc<str>,
+        prefix: String,
+        limit: u32,
+    ) -> BoxFuture<Result<Vec<String>, CallError>>;
 }
 
 /// The data of one call's store.
@@ -72,7 +91,9 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            limits: StoreLimitsBuilder::new().trap_on_grow_failure(false).build(),
+            limits: StoreLimitsBuilder::new()
+                .trap_on_grow_failure(false)
+                .build(),
             caller,
             services,
         }
@@ -96,7 +117,10 @@ impl CallState {
         self.services.clone().ok_or_else(|| {
             CallError::new(
                 ErrorCode::Denied,
-                format!("plugin `{}` may not use {what} while listing its operations", self.caller.plugin),
+                format!(
+                    "plugin `{}` may not use {what} while listing its operations",
+                    self.caller.plugin
+                ),
             )
         })
     }
@@ -150,7 +174,10 @@ impl imports::env::Host for CallState {
 }
 
 impl imports::kv::Host for CallState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::CallError>> {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::CallError>> {
         let result = match self.check_kv() {
             Ok(s) => s.kv_get(self.caller.plugin.clone(), key).await,
             Err(e) => Err(e),
@@ -158,7 +185,11 @@ impl imports::kv::Host for CallState {
         Ok(result.map_err(bindings::call_error_to_wit))
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), wit::CallError>> {
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), wit::CallError>> {
         let result = match self.check_kv() {
             Ok(s) => s.kv_set(self.caller.plugin.clone(), key, value).await,
             Err(e) => Err(e),

@@ -141,7 +141,10 @@ pub enum FrameError {
 }
 
 /// Reads one frame body; `Ok(None)` at a clean end of stream.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: u32) -> Result<Option<Vec<u8>>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: u32,
+) -> Result<Option<Vec<u8>>, FrameError> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -161,7 +164,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: u32) -> Resul
 }
 
 /// Encodes and writes one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(writer: &mut W, frame: &T) -> std::io::Result<()> {
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    writer: &mut W,
+    frame: &T,
+) -> std::io::Result<()> {
     let body = postcard::to_stdvec(frame).map_err(std::io::Error::other)?;
     let len = u32::try_from(body.len()).map_err(std::io::Error::other)?;
     let mut buf = Vec::with_capacity(body.len() + 4);
@@ -184,7 +190,10 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip() {
         let frames = vec![
-            ClientFrame::Hello { protocol: 1, client: "t".into() },
+            ClientFrame::Hello {
+                protocol: 1,
+                client: "t".into(),
+            },
             ClientFrame::Call(CallFrame {
                 id: 7,
                 path: "/node/echo/ping".into(),
@@ -233,9 +242,18 @@ mod tests {
     async fn oversize_empty_and_truncated_frames_are_errors() {
         let mut big = 2000u32.to_be_bytes().to_vec();
         big.extend(vec![0; 2000]);
-        assert!(matches!(read_frame(&mut &big[..], 1024).await, Err(FrameError::Oversize { len: 2000, .. })));
-        assert!(matches!(read_frame(&mut &[0u8, 0, 0, 0][..], 1024).await, Err(FrameError::Empty)));
-        assert!(matches!(read_frame(&mut &[0u8, 0, 0, 9, 1][..], 1024).await, Err(FrameError::Io(_))));
+        assert!(matches!(
+            read_frame(&mut &big[..], 1024).await,
+            Err(FrameError::Oversize { len: 2000, .. })
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0u8, 0, 0, 0][..], 1024).await,
+            Err(FrameError::Empty)
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0u8, 0, 0, 9, 1][..], 1024).await,
+            Err(FrameError::Io(_))
+        ));
         assert!(decode::<ClientFrame>(&[0xff, 0xff]).is_err());
     }
 }

@@ -189,7 +189,13 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
                 break;
             }
             Err(err @ FrameError::Empty) => {
-                let _ = tx.send(refused(None, ErrorCode::InvalidInput, format!("malformed frame: {err}"))).await;
+                let _ = tx
+                    .send(refused(
+                        None,
+                        ErrorCode::InvalidInput,
+                        format!("malformed frame: {err}"),
+                    ))
+                    .await;
                 continue;
             }
         };
@@ -197,7 +203,11 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
             Ok(frame) => frame,
             Err(err) => {
                 let _ = tx
-                    .send(refused(None, ErrorCode::InvalidInput, format!("malformed frame ({} bytes): {err}", body.len())))
+                    .send(refused(
+                        None,
+                        ErrorCode::InvalidInput,
+                        format!("malformed frame ({} bytes): {err}", body.len()),
+                    ))
                     .await;
                 continue;
             }
@@ -227,7 +237,11 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
             }
             _ if !greeted => {
                 let _ = tx
-                    .send(refused(None, ErrorCode::InvalidInput, "the first frame must be Hello".to_owned()))
+                    .send(refused(
+                        None,
+                        ErrorCode::InvalidInput,
+                        "the first frame must be Hello".to_owned(),
+                    ))
                     .await;
                 break;
             }
@@ -237,7 +251,12 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
                 if let Some(handle) = handle {
                     handle.abort();
                     let error = CallError::new(ErrorCode::Failed, "cancelled by the client");
-                    let _ = tx.send(NodeFrame::Reply { id, result: WireResult::Err(error) }).await;
+                    let _ = tx
+                        .send(NodeFrame::Reply {
+                            id,
+                            result: WireResult::Err(error),
+                        })
+                        .await;
                 }
             }
         }
@@ -258,16 +277,28 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
     Ok(())
 }
 
-fn start_call(call: CallFrame, node: &Arc<Node>, identity: &Identity, tx: &mpsc::Sender<NodeFrame>, in_flight: &InFlight) {
+fn start_call(
+    call: CallFrame,
+    node: &Arc<Node>,
+    identity: &Identity,
+    tx: &mpsc::Sender<NodeFrame>,
+    in_flight: &InFlight,
+) {
     let id = call.id;
     let mut guard = lock(in_flight);
     let refusal = if guard.contains_key(&id) {
-        Some(refused(Some(id), ErrorCode::Conflict, format!("call id {id} is already in flight on this connection")))
+        Some(refused(
+            Some(id),
+            ErrorCode::Conflict,
+            format!("call id {id} is already in flight on this connection"),
+        ))
     } else if guard.len() >= MAX_IN_FLIGHT {
         Some(refused(
             Some(id),
             ErrorCode::ResourceExhausted,
-            format!("{MAX_IN_FLIGHT} calls already in flight on this connection; wait for some to finish"),
+            format!(
+                "{MAX_IN_FLIGHT} calls already in flight on this connection; wait for some to finish"
+            ),
         ))
     } else {
         None
@@ -309,5 +340,7 @@ fn refused(id: Option<u64>, code: ErrorCode, message: String) -> NodeFrame {
 
 fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashMap<u64, AbortHandle>> {
     // A panic while holding this lock cannot leave the map inconsistent.
-    in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    in_flight
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -105,8 +105,7 @@ struct GetOutput {
 
 /// Reads the value stored under a key.
 fn get(_cx: &Context, input: GetInput) -> Result<GetOutput, CallError> {
-    let value = kv::get(&input.key)?
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    let value = kv::get(&input.key)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
     Ok(GetOutput { value })
 }
 
@@ -115,7 +114,11 @@ struct Echo;
 impl Plugin for Echo {
     fn operations(ops: &mut Operations) {
         ops.query("ping", "Reply with the message it was sent.", ping);
-        ops.query("context", "Show the call context the host passed in.", context);
+        ops.query(
+            "context",
+            "Show the call context the host passed in.",
+            context,
+        );
         ops.mutation("put", "Store a text value under a key.", put);
         ops.query("get", "Read the value stored under a key.", get);
     }

@@ -33,8 +33,7 @@ struct PingOutput {
 }
 
 fn ping(cx: &Context, input: PingInput) -> Result<PingOutput, CallError> {
-    let reply: env::Reply<EchoReply> =
-        env::call("/node/echo/ping", &EchoReply { msg: input.msg })?;
+    let reply: env::Reply<EchoReply> = env::call("/node/echo/ping", &EchoReply { msg: input.msg })?;
     Ok(PingOutput {
         reply: reply.output.msg,
         request_id: cx.request_id().to_owned(),
@@ -76,9 +75,21 @@ struct Relay;
 
 impl Plugin for Relay {
     fn operations(ops: &mut Operations) {
-        ops.query("ping", "Ping echo through env and show both request ids.", ping);
-        ops.mutation("forward", "Call any granted operation through env.", forward);
-        ops.query("cycle", "Call itself until the depth bound stops it.", cycle);
+        ops.query(
+            "ping",
+            "Ping echo through env and show both request ids.",
+            ping,
+        );
+        ops.mutation(
+            "forward",
+            "Call any granted operation through env.",
+            forward,
+        );
+        ops.query(
+            "cycle",
+            "Call itself until the depth bound stops it.",
+            cycle,
+        );
     }
 }
 
