@@ -218,7 +218,6 @@ async fn duplicate_ids_in_flight_are_refused() {
     let node = TestNode::start();
     let mut stream = raw(&node).await;
     hello(&mut stream).await;
-    // relay/cycle takes a while (nine nested instances); reuse its id at once.
     let slow = ClientFrame::Call(CallFrame {
         id: 5,
         path: "/node/relay/cycle".into(),
@@ -226,26 +225,35 @@ async fn duplicate_ids_in_flight_are_refused() {
         metadata: vec![],
         timeout_ms: None,
     });
-    frame::write_frame(&mut stream, &slow).await.unwrap();
-    frame::write_frame(&mut stream, &ping(5, "dup"))
+    // Both frames in one write, so the node reads the duplicate while the
+    // first call (nine nested instances) is certainly still running.
+    let mut both = Vec::new();
+    frame::write_frame(&mut both, &slow).await.unwrap();
+    frame::write_frame(&mut both, &ping(5, "dup"))
         .await
         .unwrap();
+    stream.write_all(&both).await.unwrap();
     let mut saw_conflict = false;
-    let mut saw_reply = false;
+    let mut replies = 0;
     for _ in 0..2 {
         match read(&mut stream).await {
             Some(NodeFrame::Refused { id: Some(5), error }) => {
-                saw_conflict = error.code == ErrorCode::Conflict
+                assert_eq!(error.code, ErrorCode::Conflict, "{}", error.message);
+                saw_conflict = true;
             }
-            Some(NodeFrame::Reply { id: 5, .. }) => saw_reply = true,
+            Some(NodeFrame::Reply {
+                id: 5,
+                result: WireResult::Err(e),
+            }) => {
+                // The first call ran: the cycle ends at the depth bound.
+                assert_eq!(e.code, ErrorCode::ResourceExhausted, "{}", e.message);
+                replies += 1;
+            }
             other => panic!("{other:?}"),
         }
     }
-    // Either the duplicate was refused, or the first call had already
-    // finished and the second ran normally; never two replies for one
-    // in-flight id.
-    assert!(saw_reply);
-    let _ = saw_conflict;
+    assert!(saw_conflict);
+    assert_eq!(replies, 1);
 }
 
 #[tokio::test]
