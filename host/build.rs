@@ -45,6 +45,7 @@ fn run() -> Result<(), String> {
     for watched in [
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
+        "plugins/testing",
         "sdk/src",
         "sdk/Cargo.toml",
         "wit",
@@ -97,6 +98,10 @@ fn run() -> Result<(), String> {
     }
 
     let wasm_dir = target_dir.join(WASM_TARGET).join("release");
+    println!(
+        "cargo::rustc-env=HEARTH_BUILT_PLUGINS_DIR={}",
+        wasm_dir.display()
+    );
     let bundle_dir = out_dir.join("plugins");
     fs::create_dir_all(&bundle_dir).map_err(|e| e.to_string())?;
     let mut generated = String::from("&[\n");

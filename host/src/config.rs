@@ -9,7 +9,9 @@
 use std::borrow::Cow;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use crate::runtime::{EngineLimits, PluginSettings};
 use hearth_registry::{
     GrantSet, LimitsSection, ManifestError, PluginManifest, StackError, StackFile,
 };
@@ -29,6 +31,11 @@ pub struct BundledPlugin {
 
 /// Every plugin bundled at build time.
 pub static BUNDLED: &[BundledPlugin] = include!(concat!(env!("OUT_DIR"), "/bundled_plugins.rs"));
+
+/// Where this build compiled the plugins workspace (`.wasm` files of every
+/// member, including test-only plugins that are not bundled). For tests and
+/// development tools; a deployed node does not need it.
+pub const BUILT_PLUGINS_DIR: &str = env!("HEARTH_BUILT_PLUGINS_DIR");
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -59,9 +66,15 @@ pub struct PluginSource {
     pub component: Cow<'static, [u8]>,
     /// What the operator granted.
     pub grants: GrantSet,
+    /// How it runs: memory, deadlines, warm instances.
+    pub settings: PluginSettings,
     /// `bundled` or the directory it came from.
     pub origin: String,
 }
+
+/// Warm instances kept for a plugin whose manifest asks for reuse and
+/// whose `stack.toml` entry does not say how many.
+pub const DEFAULT_WARM_INSTANCES: u32 = 8;
 
 /// Everything `host serve` needs, resolved.
 pub struct NodeConfig {
@@ -106,8 +119,30 @@ impl NodeConfig {
                 Some(dir) => load_from_dir(&name, &dir)?,
                 None => load_bundled(&name)?,
             };
+            let limits = &stack.limits;
+            let warm_instances =
+                entry
+                    .warm_instances
+                    .unwrap_or(if source.manifest.runtime.reuse_instances {
+                        DEFAULT_WARM_INSTANCES
+                    } else {
+                        0
+                    });
+            let settings = PluginSettings {
+                memory_bytes: (entry.memory_mib.unwrap_or(limits.memory_mib) as usize) << 20,
+                table_elements: limits.table_elements as usize,
+                timeout: Duration::from_millis(entry.timeout_ms.unwrap_or(limits.call_timeout_ms)),
+                operation_timeouts: entry
+                    .operation_timeouts
+                    .iter()
+                    .map(|(op, ms)| (op.clone(), Duration::from_millis(*ms)))
+                    .collect(),
+                warm_instances,
+                max_output_bytes: limits.max_output_bytes as usize,
+            };
             plugins.push(PluginSource {
                 grants: entry.grants,
+                settings,
                 ..source
             });
         }
@@ -119,6 +154,31 @@ impl NodeConfig {
             plugins,
             origin,
         })
+    }
+}
+
+/// Replaced by the stack entry's settings in [`NodeConfig::from_stack`].
+fn placeholder_settings() -> PluginSettings {
+    PluginSettings {
+        memory_bytes: 0,
+        table_elements: 0,
+        timeout: Duration::ZERO,
+        operation_timeouts: Default::default(),
+        warm_instances: 0,
+        max_output_bytes: 0,
+    }
+}
+
+impl NodeConfig {
+    /// The engine's pool sizes: `limits.max_instances`, and room for the
+    /// largest plugin memory.
+    pub fn engine_limits(&self) -> EngineLimits {
+        let largest = self.plugins.iter().map(|p| p.settings.memory_bytes).max();
+        EngineLimits {
+            max_instances: self.limits.max_instances,
+            max_memory_bytes: largest.unwrap_or((self.limits.memory_mib as usize) << 20),
+            max_table_elements: self.limits.table_elements as usize,
+        }
     }
 }
 
@@ -162,6 +222,7 @@ fn load_bundled(name: &str) -> Result<PluginSource, ConfigError> {
         manifest: check_manifest(name, PluginManifest::parse(bundled.manifest))?,
         component: Cow::Borrowed(bundled.component),
         grants: GrantSet::default(),
+        settings: placeholder_settings(),
         origin: "bundled".to_owned(),
     })
 }
@@ -182,6 +243,7 @@ fn load_from_dir(name: &str, dir: &Path) -> Result<PluginSource, ConfigError> {
         manifest,
         component: Cow::Owned(component),
         grants: GrantSet::default(),
+        settings: placeholder_settings(),
         origin: dir.display().to_string(),
     })
 }

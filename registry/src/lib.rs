@@ -34,8 +34,8 @@ mod stack;
 
 pub use call::{CallError, ErrorCode, ResponseEnvelope, Source};
 pub use grants::{GrantSet, PathPattern, PatternError};
-pub use manifest::{ManifestError, PluginManifest, RequestedCapabilities};
+pub use manifest::{ManifestError, PluginManifest, RequestedCapabilities, RuntimePreferences};
 pub use path::{LOCAL_NODE, OperationPath, PathError};
 pub use routing::{InputError, Route, RoutingError, RoutingTable};
 pub use spec::{OpKind, OperationSpec, SpecError};
-pub use stack::{LimitsSection, NodeSection, PluginEntry, StackError, StackFile};
+pub use stack::{LimitsSection, MAX_MEMORY_MIB, NodeSection, PluginEntry, StackError, StackFile};

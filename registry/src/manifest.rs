@@ -31,6 +31,20 @@ pub struct PluginManifest {
     /// Capabilities it asks the operator for.
     #[serde(default)]
     pub capabilities: RequestedCapabilities,
+    /// How it wants to be run.
+    #[serde(default)]
+    pub runtime: RuntimePreferences,
+}
+
+/// How a plugin asks to be run; the operator's `stack.toml` has the last word.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimePreferences {
+    /// Reuse instances across calls (state in globals survives between
+    /// calls). Only for plugins written to expect it; a fresh instance per
+    /// call is the default.
+    #[serde(default)]
+    pub reuse_instances: bool,
 }
 
 /// Capabilities a plugin asks for; nothing is granted by asking.

@@ -56,6 +56,9 @@ fn default_node_name() -> String {
     "local".to_owned()
 }
 
+/// Largest linear memory a plugin may be given, in MiB (wasm32's 4 GiB).
+pub const MAX_MEMORY_MIB: u32 = 4096;
+
 /// `[limits]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +72,20 @@ pub struct LimitsSection {
     /// Largest frame accepted on the local socket, in bytes.
     #[serde(default = "default_max_frame_bytes")]
     pub max_frame_bytes: u32,
+    /// Largest output an operation may return, in bytes.
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: u32,
+    /// Linear memory one plugin instance may use, in MiB, unless the
+    /// plugin's entry sets its own `memory_mib`.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u32,
+    /// Plugin instances alive at once across the node (running calls,
+    /// nested calls and warm instances); more fail with `resource-exhausted`.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// Elements one wasm table may hold.
+    #[serde(default = "default_table_elements")]
+    pub table_elements: u32,
 }
 
 impl Default for LimitsSection {
@@ -77,8 +94,25 @@ impl Default for LimitsSection {
             call_timeout_ms: default_call_timeout_ms(),
             max_call_depth: default_max_call_depth(),
             max_frame_bytes: default_max_frame_bytes(),
+            max_output_bytes: default_max_output_bytes(),
+            memory_mib: default_memory_mib(),
+            max_instances: default_max_instances(),
+            table_elements: default_table_elements(),
         }
     }
+}
+
+fn default_max_output_bytes() -> u32 {
+    4 * 1024 * 1024
+}
+fn default_memory_mib() -> u32 {
+    64
+}
+fn default_max_instances() -> u32 {
+    256
+}
+fn default_table_elements() -> u32 {
+    20_000
 }
 
 fn default_call_timeout_ms() -> u64 {
@@ -103,6 +137,21 @@ pub struct PluginEntry {
     /// What the plugin may do; nothing by default.
     #[serde(default)]
     pub grants: GrantSet,
+    /// Linear memory per instance, in MiB; `limits.memory_mib` when absent.
+    #[serde(default)]
+    pub memory_mib: Option<u32>,
+    /// Deadline of this plugin's operations, in milliseconds;
+    /// `limits.call_timeout_ms` when absent. A caller may ask for less,
+    /// never for more.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Per-operation deadlines in milliseconds, by operation name.
+    #[serde(default)]
+    pub operation_timeouts: BTreeMap<String, u64>,
+    /// Instances kept warm for reuse across calls. `0` means a fresh
+    /// instance per call; absent means what the plugin's manifest asks for.
+    #[serde(default)]
+    pub warm_instances: Option<u32>,
 }
 
 /// Why a `stack.toml` was refused.
@@ -221,6 +270,28 @@ mod tests {
                 .allows_env(&"/node/echo/ping".parse().unwrap())
         );
         assert!(!stack.plugins["relay"].grants.kv);
+    }
+
+    #[test]
+    fn per_plugin_limits_parse_and_are_checked() {
+        let stack = StackFile::parse(
+            r#"
+            [plugins.echo]
+            memory_mib = 16
+            timeout_ms = 200
+            warm_instances = 4
+            operation_timeouts = { ping = 50 }
+            "#,
+            Path::new("s"),
+        )
+        .unwrap();
+        let echo = &stack.plugins["echo"];
+        assert_eq!(echo.memory_mib, Some(16));
+        assert_eq!(echo.operation_timeouts["ping"], 50);
+        assert_eq!(echo.warm_instances, Some(4));
+        assert!(StackFile::parse("[plugins.echo]\nmemory_mib = 0", Path::new("s")).is_err());
+        assert!(StackFile::parse("[plugins.echo]\nmemory_mib = 5000", Path::new("s")).is_err());
+        assert!(StackFile::parse("[plugins.echo]\ntimeout_ms = 0", Path::new("s")).is_err());
     }
 
     #[test]

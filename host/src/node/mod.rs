@@ -24,7 +24,7 @@ use hearth_registry::{
 use crate::config::{NodeConfig, PluginSource};
 use crate::kv::KvStore;
 use crate::runtime::{
-    BoxFuture, CallContext, Caller, EngineLimits, HostServices, Identity, LoadedPlugin, Runtime,
+    BoxFuture, CallContext, Caller, HostServices, Identity, LoadedPlugin, Runtime,
 };
 
 /// The owner name native operations are registered under.
@@ -89,7 +89,7 @@ impl Node {
             source,
         })?;
         let kv = KvStore::open(&config.data_dir.join("node.db"))?;
-        let runtime = Runtime::new(config.data_dir.join("cache"), EngineLimits::default())?;
+        let runtime = Runtime::new(config.data_dir.join("cache"), config.engine_limits())?;
         let mut plugins = BTreeMap::new();
         for source in &config.plugins {
             let plugin = load_plugin(&runtime, source).await?;
@@ -162,10 +162,9 @@ impl Node {
                 ),
             ));
         }
-        let timeout = request
-            .timeout
-            .unwrap_or(Duration::from_millis(self.limits.call_timeout_ms))
-            .min(MAX_DEADLINE);
+        // The operation's limit caps the deadline; a caller may only shorten it.
+        let limit = self.operation_timeout(&route);
+        let timeout = request.timeout.map_or(limit, |asked| asked.min(limit));
         let ctx = CallContext {
             request_id: ulid::Ulid::new().to_string(),
             parent_request_id: None,
@@ -228,7 +227,10 @@ impl Node {
             parent_request_id: Some(parent.request_id),
             identity: parent.identity,
             metadata: parent.metadata,
-            deadline: parent.deadline,
+            // Inherited, and shortened to this operation's own limit.
+            deadline: parent
+                .deadline
+                .min(Instant::now() + self.operation_timeout(&route)),
             trusted: true,
             depth,
             chain,
@@ -329,6 +331,16 @@ impl Node {
         Ok((output, Source::Plugin(plugin.name.clone())))
     }
 
+    /// The longest `route` may run: its plugin's setting for it, or
+    /// `limits.call_timeout_ms` for native operations.
+    fn operation_timeout(&self, route: &Route) -> Duration {
+        let limit = match self.plugins.get(&route.owner) {
+            Some(plugin) => plugin.settings.timeout_for(route.spec.path.name()),
+            None => Duration::from_millis(self.limits.call_timeout_ms),
+        };
+        limit.min(MAX_DEADLINE)
+    }
+
     fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -340,6 +352,7 @@ async fn load_plugin(runtime: &Runtime, source: &PluginSource) -> Result<LoadedP
             &source.name,
             source.manifest.clone(),
             source.grants.clone(),
+            source.settings.clone(),
             &source.component,
             source.origin.clone(),
         )

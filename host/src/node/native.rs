@@ -56,6 +56,24 @@ struct PluginEntry {
     cache: String,
     operations: Vec<String>,
     grants: Grants,
+    limits: PluginLimits,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct PluginLimits {
+    memory_mib: usize,
+    timeout_ms: u64,
+    operation_timeouts_ms: std::collections::BTreeMap<String, u64>,
+    /// Warm instances kept; 0 means a fresh instance per call.
+    warm_instances: u32,
+    warm_idle: usize,
+}
+
+/// Input and output of `/node/host/echo`.
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct EchoMessage {
+    msg: String,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -92,6 +110,11 @@ pub(super) fn specs() -> Vec<OperationSpec> {
             "Check the node is up; returns its name, version and uptime.",
             &[],
         ),
+        spec::<EchoMessage, EchoMessage>(
+            "echo",
+            "Reply with the message, natively: /node/echo/ping without a plugin, to measure the transport.",
+            &[],
+        ),
         spec::<Empty, Version>(
             "version",
             "Versions of the node, its WIT package and its wire protocol.",
@@ -117,9 +140,11 @@ pub(super) fn specs() -> Vec<OperationSpec> {
 pub(super) fn handle(
     node: &Node,
     name: &str,
-    _input: &serde_json::Value,
+    input: &serde_json::Value,
 ) -> Result<serde_json::Value, CallError> {
     let output = match name {
+        // Validated against the schema already: `msg` is a string.
+        "echo" => Ok(serde_json::json!({ "msg": input["msg"] })),
         "ping" => serde_json::to_value(Ping {
             node: node.name().to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -163,6 +188,18 @@ pub(super) fn handle(
                     grants: Grants {
                         kv: p.grants.kv,
                         env: p.grants.env.iter().map(ToString::to_string).collect(),
+                    },
+                    limits: PluginLimits {
+                        memory_mib: p.settings.memory_bytes >> 20,
+                        timeout_ms: p.settings.timeout.as_millis() as u64,
+                        operation_timeouts_ms: p
+                            .settings
+                            .operation_timeouts
+                            .iter()
+                            .map(|(op, t)| (op.clone(), t.as_millis() as u64))
+                            .collect(),
+                        warm_instances: p.settings.warm_instances,
+                        warm_idle: crate::runtime::Runtime::warm_idle(p),
                     },
                 })
                 .collect::<Vec<_>>(),

@@ -11,25 +11,22 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the engine's epoch advances; the granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Sizes of the instance pool and per-instance limits.
+/// Wasm stack per call; deeper recursion fails with `resource-exhausted`.
+pub const MAX_WASM_STACK: usize = 512 << 10;
+/// Native stack of each async call; must exceed [`MAX_WASM_STACK`] with
+/// room for host frames.
+const ASYNC_STACK: usize = 2 << 20;
+
+/// Sizes of the instance pool, from `[limits]` and the largest plugin
+/// memory limit.
 #[derive(Debug, Clone)]
 pub struct EngineLimits {
     /// Instances that may be alive at once across all plugins.
     pub max_instances: u32,
-    /// Linear memory one instance may grow to, in bytes.
+    /// The largest linear memory any plugin may grow to, in bytes.
     pub max_memory_bytes: usize,
-    /// Table elements one instance may have.
+    /// Table elements one table may have.
     pub max_table_elements: usize,
-}
-
-impl Default for EngineLimits {
-    fn default() -> Self {
-        EngineLimits {
-            max_instances: 256,
-            max_memory_bytes: 64 << 20,
-            max_table_elements: 20_000,
-        }
-    }
 }
 
 /// Builds the engine shared by every plugin.
@@ -52,6 +49,8 @@ pub fn build(limits: &EngineLimits) -> wasmtime::Result<Engine> {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(ASYNC_STACK)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         // Keep the virtual reservation per memory modest so a pool of
         // hundreds of instances fits comfortably in the address space.

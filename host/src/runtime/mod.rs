@@ -2,20 +2,26 @@
 //!
 //! Owns the [`wasmtime::Engine`] (component model, async, pooling
 //! allocator, epoch interruption), the precompiled-component cache, and the
-//! per-call [`wasmtime::Store`]. Each call gets a fresh instance from the
-//! plugin's [`InstancePre`](wasmtime::component::InstancePre), so no state
-//! leaks from one call to the next.
+//! per-call [`wasmtime::Store`]. By default each call gets a fresh instance
+//! from the plugin's [`InstancePre`](wasmtime::component::InstancePre), so no
+//! state leaks from one call to the next; a plugin may be configured to keep
+//! warm instances instead (see [`warm`]).
 //!
 //! It does not route calls or check grants for `env`: that is the node's
 //! job, reached through [`HostServices`]. It does turn every way a plugin
-//! can fail (trap, panic, deadline, exhausted pool) into a [`CallError`].
+//! can fail (trap, panic, deadline, memory, stack, exhausted pool, oversize
+//! output) into a [`CallError`] naming the limit and how to raise it.
 
 mod bindings;
 mod cache;
 mod context;
 mod engine;
+mod limits;
 mod state;
+mod stderr;
+mod warm;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +35,9 @@ pub use engine::EngineLimits;
 pub use state::{BoxFuture, Caller, HostServices};
 
 use bindings::PluginPre;
+use limits::{CallLimiter, LimitHit};
 use state::CallState;
+use warm::WarmPool;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +58,39 @@ pub enum RuntimeError {
     Cache(#[from] std::io::Error),
 }
 
+/// How the operator configured one plugin's execution.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    /// Linear memory per instance.
+    pub memory_bytes: usize,
+    /// Elements per table.
+    pub table_elements: usize,
+    /// Deadline of its operations.
+    pub timeout: Duration,
+    /// Per-operation deadlines.
+    pub operation_timeouts: BTreeMap<String, Duration>,
+    /// Warm instances to keep; 0 for a fresh instance per call.
+    pub warm_instances: u32,
+    /// Largest output an operation may return.
+    pub max_output_bytes: usize,
+}
+
+impl PluginSettings {
+    /// The deadline of operation `op`.
+    pub fn timeout_for(&self, op: &str) -> Duration {
+        self.operation_timeouts
+            .get(op)
+            .copied()
+            .unwrap_or(self.timeout)
+    }
+}
+
 /// The wasm engine and everything shared across plugins.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     cache: ComponentCache,
+    max_instances: u32,
     _ticker: engine::EpochTicker,
 }
 
@@ -66,6 +102,8 @@ pub struct LoadedPlugin {
     pub manifest: PluginManifest,
     /// What the operator granted it.
     pub grants: Arc<GrantSet>,
+    /// How it runs.
+    pub settings: PluginSettings,
     /// The operations it exports, validated.
     pub specs: Vec<OperationSpec>,
     /// SHA-256 of the component bytes.
@@ -75,6 +113,7 @@ pub struct LoadedPlugin {
     /// Where it was loaded from (`bundled` or a path).
     pub origin: String,
     pre: PluginPre<CallState>,
+    warm: Option<WarmPool>,
 }
 
 /// How long a plugin may take to list its specs at load time.
@@ -95,17 +134,19 @@ impl Runtime {
             engine,
             linker,
             cache,
+            max_instances: limits.max_instances,
             _ticker: ticker,
         })
     }
 
     /// Compiles (or loads from cache) and links a plugin, then asks it for
-    /// its specs and checks them against its manifest.
+    /// its specs and checks them against its manifest and settings.
     pub async fn load(
         &self,
         name: &str,
         manifest: PluginManifest,
         grants: GrantSet,
+        settings: PluginSettings,
         component_bytes: &[u8],
         origin: String,
     ) -> Result<LoadedPlugin, RuntimeError> {
@@ -120,14 +161,12 @@ impl Runtime {
                 "cannot link: {e:#}; the plugin imports something this host does not provide (built against another version of hearth:node?)"
             ))
         })?;
-        let grants = Arc::new(grants);
-        let ctx = CallContext::internal(Instant::now() + SPECS_DEADLINE);
         let caller = Caller {
             plugin: Arc::from(name),
             grants: Arc::new(GrantSet::default()),
-            ctx,
+            ctx: CallContext::internal(Instant::now() + SPECS_DEADLINE),
         };
-        let mut store = self.store(caller.clone(), None);
+        let mut store = self.store(&settings, caller, None);
         let raw_specs = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.hearth_node_handler().call_specs(&mut store).await
@@ -157,16 +196,40 @@ impl Runtime {
         manifest
             .check_exports(specs.iter().map(|s| s.path.name()))
             .map_err(|e| fail(e.to_string()))?;
+        if let Some(op) = settings
+            .operation_timeouts
+            .keys()
+            .find(|op| !specs.iter().any(|s| s.path.name() == op.as_str()))
+        {
+            return Err(fail(format!(
+                "`operation_timeouts` names `{op}`, which this plugin does not export"
+            )));
+        }
+        if settings.warm_instances > self.max_instances / 2 {
+            return Err(fail(format!(
+                "warm_instances = {} would take more than half of `limits.max_instances` ({})",
+                settings.warm_instances, self.max_instances
+            )));
+        }
+        let warm =
+            (settings.warm_instances > 0).then(|| WarmPool::new(settings.warm_instances as usize));
         Ok(LoadedPlugin {
             name: name.to_owned(),
             manifest,
-            grants,
+            grants: Arc::new(grants),
+            settings,
             specs,
             component_sha256: sha256,
             cache,
             origin,
             pre,
+            warm,
         })
+    }
+
+    /// Warm instances idle now (0 when the plugin runs fresh instances).
+    pub fn warm_idle(plugin: &LoadedPlugin) -> usize {
+        plugin.warm.as_ref().map_or(0, WarmPool::idle)
     }
 
     fn link(&self, component: &Component) -> wasmtime::Result<PluginPre<CallState>> {
@@ -174,24 +237,21 @@ impl Runtime {
         PluginPre::new(instance_pre)
     }
 
-    fn store(&self, caller: Caller, services: Option<Arc<dyn HostServices>>) -> Store<CallState> {
+    fn store(
+        &self,
+        settings: &PluginSettings,
+        caller: Caller,
+        services: Option<Arc<dyn HostServices>>,
+    ) -> Store<CallState> {
         let deadline = caller.ctx.deadline;
-        let mut store = Store::new(&self.engine, CallState::new(caller, services));
-        store.limiter(|state| state.limits());
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(wasmtime::Error::new(DeadlineExceeded))
-            } else {
-                // Yield to tokio at every tick so a busy plugin cannot
-                // starve other calls on the same worker thread.
-                Ok(wasmtime::UpdateDeadline::Yield(1))
-            }
-        });
+        let limiter = CallLimiter::new(settings.memory_bytes, settings.table_elements);
+        let mut store = Store::new(&self.engine, CallState::new(caller, services, limiter));
+        store.limiter(|state| state.limiter());
+        arm_deadline(&mut store, deadline);
         store
     }
 
-    /// Runs operation `op` of `plugin` in a fresh instance.
+    /// Runs operation `op` of `plugin`, in a fresh instance or a warm one.
     pub async fn call(
         &self,
         plugin: &LoadedPlugin,
@@ -207,34 +267,165 @@ impl Runtime {
             grants: plugin.grants.clone(),
             ctx,
         };
-        let mut store = self.store(caller, Some(services));
         let run = async {
-            let instance = plugin
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| {
-                    CallError::new(
-                        ErrorCode::ResourceExhausted,
-                        format!(
-                            "cannot start an instance of plugin `{}`: {e:#}",
-                            plugin.name
-                        ),
-                    )
-                })?;
-            instance
-                .hearth_node_handler()
-                .call_handle(&mut store, op, input, &wit_ctx)
-                .await
-                .map_err(|e| failure_to_call_error(&plugin.name, op, &e, &store))?
-                .map_err(bindings::call_error_from_wit)
+            let output = match &plugin.warm {
+                None => {
+                    self.call_fresh(plugin, caller, services, op, input, &wit_ctx)
+                        .await
+                }
+                Some(pool) => {
+                    self.call_warm(pool, plugin, caller, services, op, input, &wit_ctx)
+                        .await
+                }
+            }?;
+            if output.len() > plugin.settings.max_output_bytes {
+                return Err(CallError::new(
+                    ErrorCode::ResourceExhausted,
+                    format!(
+                        "operation `{op}` of plugin `{}` returned {} bytes, over `limits.max_output_bytes` ({}); return less or raise the limit in stack.toml",
+                        plugin.name,
+                        output.len(),
+                        plugin.settings.max_output_bytes
+                    ),
+                ));
+            }
+            Ok(output)
         };
         // The epoch callback enforces the deadline inside wasm; this timer
         // also covers time spent in host calls.
         match tokio::time::timeout_at(deadline.into(), run).await {
             Ok(result) => result,
-            Err(_) => Err(timeout_error(&plugin.name, op)),
+            Err(_) => Err(timeout_error(plugin, op)),
         }
+    }
+
+    async fn call_fresh(
+        &self,
+        plugin: &LoadedPlugin,
+        caller: Caller,
+        services: Arc<dyn HostServices>,
+        op: &str,
+        input: &str,
+        wit_ctx: &bindings::wit::CallContext,
+    ) -> Result<String, CallError> {
+        let mut store = self.store(&plugin.settings, caller, Some(services));
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| self.instantiate_error(plugin, &e, &store))?;
+        invoke(plugin, &instance, &mut store, op, input, wit_ctx).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn call_warm(
+        &self,
+        pool: &WarmPool,
+        plugin: &LoadedPlugin,
+        caller: Caller,
+        services: Arc<dyn HostServices>,
+        op: &str,
+        input: &str,
+        wit_ctx: &bindings::wit::CallContext,
+    ) -> Result<String, CallError> {
+        let deadline = caller.ctx.deadline;
+        let mut warm = match pool.take() {
+            Some(mut warm) => {
+                warm.store.data_mut().reset(caller, services);
+                arm_deadline(&mut warm.store, deadline);
+                warm
+            }
+            None => {
+                let mut store = self.store(&plugin.settings, caller, Some(services));
+                let instance = plugin
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| self.instantiate_error(plugin, &e, &store))?;
+                warm::WarmInstance { store, instance }
+            }
+        };
+        let result = invoke(plugin, &warm.instance, &mut warm.store, op, input, wit_ctx).await;
+        match &result {
+            // The plugin ran to completion (its own typed errors included):
+            // the instance is sound and goes back to the pool.
+            Ok(_) => pool.put(warm),
+            Err(e)
+                if !matches!(
+                    e.code,
+                    ErrorCode::Trapped | ErrorCode::Timeout | ErrorCode::ResourceExhausted
+                ) =>
+            {
+                pool.put(warm)
+            }
+            // After a trap or a limit the instance's state is suspect.
+            Err(_) => drop(warm),
+        }
+        result
+    }
+
+    fn instantiate_error(
+        &self,
+        plugin: &LoadedPlugin,
+        err: &wasmtime::Error,
+        store: &Store<CallState>,
+    ) -> CallError {
+        if let Some(hit) = store.data().limit_hit() {
+            return limit_error(plugin, hit);
+        }
+        if err
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return CallError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "no free plugin instance: all {} are in use (running, nested or warm); retry, or raise `limits.max_instances` in stack.toml",
+                    self.max_instances
+                ),
+            );
+        }
+        CallError::new(
+            ErrorCode::Failed,
+            format!(
+                "cannot start an instance of plugin `{}`: {err:#}",
+                plugin.name
+            ),
+        )
+    }
+}
+
+/// Makes the store fail with [`DeadlineExceeded`] once `deadline` passes.
+fn arm_deadline(store: &mut Store<CallState>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else {
+            // Yield to tokio at every tick so a busy plugin cannot starve
+            // other calls on the same worker thread.
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+/// Calls the handler export and maps every failure to a typed error.
+async fn invoke(
+    plugin: &LoadedPlugin,
+    instance: &bindings::Plugin,
+    store: &mut Store<CallState>,
+    op: &str,
+    input: &str,
+    wit_ctx: &bindings::wit::CallContext,
+) -> Result<String, CallError> {
+    let result = instance
+        .hearth_node_handler()
+        .call_handle(&mut *store, op, input, wit_ctx)
+        .await;
+    match result {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(error)) => Err(bindings::call_error_from_wit(error)),
+        Err(err) => Err(failure_to_call_error(plugin, op, &err, store)),
     }
 }
 
@@ -250,17 +441,38 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-fn timeout_error(plugin: &str, op: &str) -> CallError {
+fn timeout_error(plugin: &LoadedPlugin, op: &str) -> CallError {
+    let limit = plugin.settings.timeout_for(op);
     CallError::new(
         ErrorCode::Timeout,
         format!(
-            "operation `{op}` of plugin `{plugin}` did not finish before its deadline; raise the caller's deadline or `limits.call_timeout_ms`"
+            "operation `{op}` of plugin `{}` did not finish before its deadline (the operation's limit is {} ms; a caller may only shorten it); raise `timeout_ms` or `operation_timeouts.{op}` in [plugins.{}] of stack.toml",
+            plugin.name,
+            limit.as_millis(),
+            plugin.name
         ),
     )
 }
 
+fn limit_error(plugin: &LoadedPlugin, hit: &LimitHit) -> CallError {
+    let message = match hit {
+        LimitHit::Memory { limit, desired } => format!(
+            "plugin `{}` tried to grow its memory to {} MiB, over its limit of {} MiB; raise `memory_mib` in [plugins.{}] of stack.toml",
+            plugin.name,
+            desired.div_ceil(1 << 20),
+            limit >> 20,
+            plugin.name
+        ),
+        LimitHit::Table { limit, desired } => format!(
+            "plugin `{}` tried to grow a table to {desired} elements, over `limits.table_elements` ({limit})",
+            plugin.name
+        ),
+    };
+    CallError::new(ErrorCode::ResourceExhausted, message)
+}
+
 fn failure_to_call_error(
-    plugin: &str,
+    plugin: &LoadedPlugin,
     op: &str,
     err: &wasmtime::Error,
     store: &Store<CallState>,
@@ -268,10 +480,31 @@ fn failure_to_call_error(
     if err.downcast_ref::<DeadlineExceeded>().is_some() {
         return timeout_error(plugin, op);
     }
+    if let Some(hit) = store.data().limit_hit() {
+        return limit_error(plugin, hit);
+    }
+    if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow) {
+        return CallError::new(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "operation `{op}` of plugin `{}` exhausted the wasm stack ({} KiB), usually unbounded recursion",
+                plugin.name,
+                engine::MAX_WASM_STACK >> 10
+            ),
+        );
+    }
+    // Rust keeps its stack in linear memory: overflowing it is an
+    // out-of-bounds access below address 0, not a wasm stack overflow.
+    let hint = if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::MemoryOutOfBounds) {
+        " (in a Rust plugin this is usually a stack overflow from unbounded recursion)"
+    } else {
+        ""
+    };
     CallError::new(
         ErrorCode::Trapped,
         format!(
-            "plugin `{plugin}` failed in `{op}`: {}; the node is unaffected",
+            "plugin `{}` failed in `{op}`: {}{hint}; the node is unaffected",
+            plugin.name,
             describe_failure(err, store)
         ),
     )

@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use hearth_registry::{CallError, ErrorCode, GrantSet, ResponseEnvelope};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, hearth::node as imports, wit};
 use super::context::CallContext;
+use super::limits::{CallLimiter, LimitHit};
+use super::stderr::StderrTail;
 
 /// A boxed, sendable future, as the services return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -74,16 +74,20 @@ pub trait HostServices: Send + Sync + 'static {
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    stderr: MemoryOutputPipe,
-    limits: StoreLimits,
+    stderr: StderrTail,
+    limiter: CallLimiter,
     caller: Caller,
     /// `None` while a plugin lists its specs at load: it may not call out.
     services: Option<Arc<dyn HostServices>>,
 }
 
 impl CallState {
-    pub(super) fn new(caller: Caller, services: Option<Arc<dyn HostServices>>) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+    pub(super) fn new(
+        caller: Caller,
+        services: Option<Arc<dyn HostServices>>,
+        limiter: CallLimiter,
+    ) -> Self {
+        let stderr = StderrTail::new(STDERR_CAPACITY);
         // No environment, arguments, files or sockets: WASI here is only
         // what Rust's std needs to start (clocks, random, stderr).
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
@@ -91,26 +95,32 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            limits: StoreLimitsBuilder::new()
-                .trap_on_grow_failure(false)
-                .build(),
+            limiter,
             caller,
             services,
         }
     }
 
-    pub(super) fn limits(&mut self) -> &mut StoreLimits {
-        &mut self.limits
+    /// Prepares a warm instance's state for its next call.
+    pub(super) fn reset(&mut self, caller: Caller, services: Arc<dyn HostServices>) {
+        self.caller = caller;
+        self.services = Some(services);
+        self.limiter.hit = None;
+        self.stderr.clear();
+    }
+
+    pub(super) fn limiter(&mut self) -> &mut CallLimiter {
+        &mut self.limiter
+    }
+
+    /// The limit the current call ran into, if any.
+    pub(super) fn limit_hit(&self) -> Option<&LimitHit> {
+        self.limiter.hit.as_ref()
     }
 
     /// The last non-empty line the plugin wrote to stderr (a panic message).
     pub(super) fn last_stderr_line(&self) -> Option<String> {
-        let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        text.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().to_owned())
+        self.stderr.last_line()
     }
 
     fn services(&self, what: &str) -> Result<Arc<dyn HostServices>, CallError> {

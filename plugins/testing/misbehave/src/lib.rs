@@ -1,0 +1,114 @@
+//! `misbehave`: a plugin that does, on request, everything a plugin must
+//! not be able to hurt the node with. Test-only; never bundled.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hearth_sdk::env;
+use hearth_sdk::prelude::*;
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Done {
+    ok: bool,
+}
+
+fn ok(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
+    Ok(Done { ok: true })
+}
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Serialize, JsonSchema)]
+struct Count {
+    /// Calls this instance has served: always 1 with fresh instances.
+    calls: u64,
+}
+
+fn count(_cx: &Context, _input: Empty) -> Result<Count, CallError> {
+    Ok(Count {
+        calls: CALLS.fetch_add(1, Ordering::Relaxed) + 1,
+    })
+}
+
+fn trap(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
+    core::arch::wasm32::unreachable()
+}
+
+fn panic(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
+    panic!("misbehave: deliberate panic")
+}
+
+fn spin(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+fn hog(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+fn depth(n: u64) -> u64 {
+    // Not a tail call, and opaque to the optimiser: each level keeps a frame.
+    let buffer = black_box([n; 16]);
+    black_box(depth(n + 1)) + buffer[black_box(3)]
+}
+
+fn recurse(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
+    black_box(depth(0));
+    Ok(Done { ok: true })
+}
+
+fn cycle(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
+    let reply: env::Reply<Done> = env::call("/node/misbehave/cycle", &serde_json::json!({}))?;
+    Ok(reply.output)
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Flood {
+    data: String,
+}
+
+fn flood(_cx: &Context, _input: Empty) -> Result<Flood, CallError> {
+    Ok(Flood {
+        data: "x".repeat(10 << 20),
+    })
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Sleep {
+    ms: u64,
+}
+
+fn sleep(_cx: &Context, input: Sleep) -> Result<Done, CallError> {
+    std::thread::sleep(std::time::Duration::from_millis(input.ms));
+    Ok(Done { ok: true })
+}
+
+struct Misbehave;
+
+impl Plugin for Misbehave {
+    fn operations(ops: &mut Operations) {
+        ops.query("ok", "Succeed.", ok);
+        ops.query("count", "Count calls served by this instance.", count);
+        ops.query("trap", "Execute `unreachable`.", trap);
+        ops.query("panic", "Panic.", panic);
+        ops.query("spin", "Loop forever.", spin);
+        ops.query("hog", "Allocate memory without bound.", hog);
+        ops.query("recurse", "Recurse without bound.", recurse);
+        ops.query("cycle", "Call itself through env without bound.", cycle);
+        ops.query("flood", "Return a 10 MiB result.", flood);
+        ops.query("sleep", "Sleep in a host call.", sleep);
+    }
+}
+
+hearth_sdk::export_plugin!(Misbehave);
