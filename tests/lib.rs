@@ -64,7 +64,12 @@ impl TestNode {
     /// Starts a node with the stack file text `stack` (written to the
     /// temporary directory).
     pub fn start_with_stack(stack: &str) -> TestNode {
-        let dir = tempfile::tempdir().expect("tempdir");
+        TestNode::start_with_stack_in(tempfile::tempdir().expect("tempdir"), stack)
+    }
+
+    /// Same, in `dir`, which may already hold plugin directories the stack
+    /// refers to by relative path.
+    pub fn start_with_stack_in(dir: tempfile::TempDir, stack: &str) -> TestNode {
         let config = dir.path().join("stack.toml");
         std::fs::write(&config, stack).expect("write stack");
         TestNode::start_in(dir, config)
@@ -245,4 +250,31 @@ impl CliOutput {
         );
         self.json()
     }
+}
+
+/// Copies the test-only `misbehave` plugin (built with the plugins
+/// workspace, never bundled) into `dir/misbehave` and returns that
+/// directory, ready for `path = ...` in a stack file.
+pub fn misbehave_plugin_dir(dir: &Path) -> PathBuf {
+    let target = dir.join("misbehave");
+    std::fs::create_dir_all(&target).expect("create plugin dir");
+    std::fs::copy(
+        repo_root().join("plugins/testing/misbehave/plugin.toml"),
+        target.join("plugin.toml"),
+    )
+    .expect("copy plugin.toml");
+    let wasm = Path::new(hearth_host::config::BUILT_PLUGINS_DIR).join("misbehave.wasm");
+    std::fs::copy(&wasm, target.join("misbehave.wasm"))
+        .unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
+    target
+}
+
+/// Resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
 }

@@ -4,4 +4,6 @@
 
 mod cli;
 mod config;
+mod limits;
 mod socket;
+mod warm;
