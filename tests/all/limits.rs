@@ -34,8 +34,19 @@ fn start() -> TestNode {
     TestNode::start_with_stack_in(dir, &stack)
 }
 
-async fn call(client: &Client, op: &str, input: &str) -> Result<serde_json::Value, hearth_registry::CallError> {
-    match client.call_raw(&format!("/node/misbehave/{op}"), input, CallOptions::default()).await {
+async fn call(
+    client: &Client,
+    op: &str,
+    input: &str,
+) -> Result<serde_json::Value, hearth_registry::CallError> {
+    match client
+        .call_raw(
+            &format!("/node/misbehave/{op}"),
+            input,
+            CallOptions::default(),
+        )
+        .await
+    {
         Ok(reply) => Ok(reply.output),
         Err(ClientError::Call(err)) => Err(err),
         Err(other) => panic!("transport failure on {op}: {other}"),
@@ -43,7 +54,10 @@ async fn call(client: &Client, op: &str, input: &str) -> Result<serde_json::Valu
 }
 
 async fn echo_still_answers(client: &Client) {
-    let reply = client.call("/node/echo/ping", &serde_json::json!({"msg": "still here"})).await.unwrap();
+    let reply = client
+        .call("/node/echo/ping", &serde_json::json!({"msg": "still here"}))
+        .await
+        .unwrap();
     assert_eq!(reply.output["msg"], "still here");
 }
 
@@ -53,14 +67,62 @@ async fn each_misbehaviour_gets_its_typed_error_in_time() {
     let client = node.client().await;
     // (operation, input, expected code, text the message names, deadline)
     let cases: &[(&str, &str, ErrorCode, &str, u64)] = &[
-        ("trap", "{}", ErrorCode::Trapped, "unreachable", PLUGIN_TIMEOUT_MS),
-        ("panic", "{}", ErrorCode::Trapped, "misbehave: deliberate panic", PLUGIN_TIMEOUT_MS),
-        ("spin", "{}", ErrorCode::Timeout, "operation_timeouts.spin", SPIN_TIMEOUT_MS),
-        ("sleep", r#"{"ms":60000}"#, ErrorCode::Timeout, "timeout_ms", PLUGIN_TIMEOUT_MS),
-        ("hog", "{}", ErrorCode::ResourceExhausted, "memory_mib", PLUGIN_TIMEOUT_MS),
-        ("recurse", "{}", ErrorCode::Trapped, "stack overflow", PLUGIN_TIMEOUT_MS),
-        ("cycle", "{}", ErrorCode::ResourceExhausted, "max_call_depth", PLUGIN_TIMEOUT_MS),
-        ("flood", "{}", ErrorCode::ResourceExhausted, "max_output_bytes", PLUGIN_TIMEOUT_MS),
+        (
+            "trap",
+            "{}",
+            ErrorCode::Trapped,
+            "unreachable",
+            PLUGIN_TIMEOUT_MS,
+        ),
+        (
+            "panic",
+            "{}",
+            ErrorCode::Trapped,
+            "misbehave: deliberate panic",
+            PLUGIN_TIMEOUT_MS,
+        ),
+        (
+            "spin",
+            "{}",
+            ErrorCode::Timeout,
+            "operation_timeouts.spin",
+            SPIN_TIMEOUT_MS,
+        ),
+        (
+            "sleep",
+            r#"{"ms":60000}"#,
+            ErrorCode::Timeout,
+            "timeout_ms",
+            PLUGIN_TIMEOUT_MS,
+        ),
+        (
+            "hog",
+            "{}",
+            ErrorCode::ResourceExhausted,
+            "memory_mib",
+            PLUGIN_TIMEOUT_MS,
+        ),
+        (
+            "recurse",
+            "{}",
+            ErrorCode::Trapped,
+            "stack overflow",
+            PLUGIN_TIMEOUT_MS,
+        ),
+        (
+            "cycle",
+            "{}",
+            ErrorCode::ResourceExhausted,
+            "max_call_depth",
+            PLUGIN_TIMEOUT_MS,
+        ),
+        (
+            "flood",
+            "{}",
+            ErrorCode::ResourceExhausted,
+            "max_output_bytes",
+            PLUGIN_TIMEOUT_MS,
+        ),
     ];
     for &(op, input, code, names, deadline_ms) in cases {
         let started = Instant::now();
@@ -76,12 +138,24 @@ async fn each_misbehaviour_gets_its_typed_error_in_time() {
     }
     // A caller may shorten a deadline, never extend it.
     let started = Instant::now();
-    let options = CallOptions { timeout: Some(Duration::from_secs(60)), metadata: vec![] };
-    let err = client.call_raw("/node/misbehave/spin", "{}", options).await.unwrap_err();
+    let options = CallOptions {
+        timeout: Some(Duration::from_secs(60)),
+        metadata: vec![],
+    };
+    let err = client
+        .call_raw("/node/misbehave/spin", "{}", options)
+        .await
+        .unwrap_err();
     assert_eq!(err.call_error().unwrap().code, ErrorCode::Timeout);
     assert!(started.elapsed() <= Duration::from_millis(SPIN_TIMEOUT_MS) + GRACE);
-    let options = CallOptions { timeout: Some(Duration::from_millis(50)), metadata: vec![] };
-    let err = client.call_raw("/node/misbehave/spin", "{}", options).await.unwrap_err();
+    let options = CallOptions {
+        timeout: Some(Duration::from_millis(50)),
+        metadata: vec![],
+    };
+    let err = client
+        .call_raw("/node/misbehave/spin", "{}", options)
+        .await
+        .unwrap_err();
     assert_eq!(err.call_error().unwrap().code, ErrorCode::Timeout);
 }
 
@@ -90,7 +164,9 @@ async fn a_thousand_bad_calls_leave_the_node_serving_and_its_memory_bounded() {
     let node = start();
     let client = std::sync::Arc::new(node.client().await);
     let baseline = rss_kib(node.pid());
-    let ops = ["trap", "panic", "hog", "recurse", "cycle", "flood", "spin", "ok", "count", "echo"];
+    let ops = [
+        "trap", "panic", "hog", "recurse", "cycle", "flood", "spin", "ok", "count", "echo",
+    ];
     let mut tasks = Vec::new();
     // 16 callers, 1000 calls in all, bad and good interleaved.
     for worker in 0..16u64 {
@@ -100,13 +176,29 @@ async fn a_thousand_bad_calls_leave_the_node_serving_and_its_memory_bounded() {
             for i in 0..(1000 / 16 + u64::from(worker < 1000 % 16)) {
                 let op = ops[((worker + i * 7) % ops.len() as u64) as usize];
                 let result = match op {
-                    "echo" => client.call("/node/echo/ping", &serde_json::json!({"msg": "x"})).await.map(|r| r.output),
+                    "echo" => client
+                        .call("/node/echo/ping", &serde_json::json!({"msg": "x"}))
+                        .await
+                        .map(|r| r.output),
                     // Short caller deadline so the loops do not dominate the run.
                     "spin" => {
-                        let options = CallOptions { timeout: Some(Duration::from_millis(20)), metadata: vec![] };
-                        client.call_raw("/node/misbehave/spin", "{}", options).await.map(|r| r.output)
+                        let options = CallOptions {
+                            timeout: Some(Duration::from_millis(20)),
+                            metadata: vec![],
+                        };
+                        client
+                            .call_raw("/node/misbehave/spin", "{}", options)
+                            .await
+                            .map(|r| r.output)
                     }
-                    _ => client.call_raw(&format!("/node/misbehave/{op}"), "{}", CallOptions::default()).await.map(|r| r.output),
+                    _ => client
+                        .call_raw(
+                            &format!("/node/misbehave/{op}"),
+                            "{}",
+                            CallOptions::default(),
+                        )
+                        .await
+                        .map(|r| r.output),
                 };
                 match (op, result) {
                     ("ok" | "count" | "echo", Ok(_)) => good += 1,
@@ -126,6 +218,14 @@ async fn a_thousand_bad_calls_leave_the_node_serving_and_its_memory_bounded() {
     assert!(good >= 250, "{good} good calls");
     echo_still_answers(&client).await;
     let after = rss_kib(node.pid());
-    eprintln!("rss: baseline {} MiB, after 1000 mixed calls {} MiB", baseline >> 10, after >> 10);
-    assert!(after >> 10 <= RSS_BOUND_MIB, "rss {} MiB over the {RSS_BOUND_MIB} MiB bound", after >> 10);
+    eprintln!(
+        "rss: baseline {} MiB, after 1000 mixed calls {} MiB",
+        baseline >> 10,
+        after >> 10
+    );
+    assert!(
+        after >> 10 <= RSS_BOUND_MIB,
+        "rss {} MiB over the {RSS_BOUND_MIB} MiB bound",
+        after >> 10
+    );
 }

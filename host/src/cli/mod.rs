@@ -4,6 +4,7 @@
 //! [`crate::client`]; `ops` and `plugins` are calls to `/node/host/*`, so
 //! the CLI shows exactly what any client would see.
 
+mod bench;
 mod output;
 mod serve;
 
@@ -64,6 +65,24 @@ enum Command {
         #[command(flatten)]
         format: Format,
     },
+    /// Load-test an operation: calls/s, latency percentiles, errors.
+    Bench {
+        /// Operation path, e.g. /node/echo/ping.
+        path: String,
+        /// Input JSON. Default: {}.
+        input: Option<String>,
+        /// Concurrent connections, each with one call in flight.
+        #[arg(long, short = 'c', default_value_t = 16)]
+        connections: usize,
+        /// Seconds to measure.
+        #[arg(long, short = 'd', default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds to run before measuring.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        #[command(flatten)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +100,7 @@ fn parse_meta(s: &str) -> Result<(String, String), String> {
 
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -92,14 +112,19 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    runtime.block_on(run(cli, started))
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
     let socket = cli.socket.or_else(crate::config::default_socket);
     match cli.command {
         Command::Serve { config } => {
-            serve::run(config, socket_override(&socket, &cli_socket_given())).await
+            serve::run(
+                config,
+                socket_override(&socket, &cli_socket_given()),
+                started,
+            )
+            .await
         }
         Command::Call {
             path,
@@ -135,6 +160,35 @@ async fn run(cli: Cli) -> ExitCode {
                 Ok(())
             })
             .await
+        }
+        Command::Bench {
+            path,
+            input,
+            connections,
+            duration,
+            warmup,
+            format,
+        } => {
+            let Some(socket) = socket else {
+                eprintln!("error: no socket given; pass --socket or set HEARTH_SOCKET");
+                return ExitCode::from(EXIT_UNREACHABLE);
+            };
+            let valid = |s: f64| s.is_finite() && s >= 0.0;
+            if connections == 0 || !valid(duration) || duration == 0.0 || !valid(warmup) {
+                eprintln!(
+                    "error: --connections and --duration must be positive, --warmup not negative"
+                );
+                return ExitCode::from(2);
+            }
+            let plan = bench::BenchPlan {
+                socket,
+                path,
+                input: input.unwrap_or_else(|| "{}".to_owned()),
+                connections,
+                duration: Duration::from_secs_f64(duration),
+                warmup: Duration::from_secs_f64(warmup),
+            };
+            bench::run(plan, format.json).await
         }
         Command::Plugins { format } => {
             with_client(socket, format.json, async |client| {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -11,9 +12,13 @@ use crate::node::Node;
 use crate::transport::server::SocketServer;
 
 /// Runs the node; `socket` overrides the stack file's socket.
-pub async fn run(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
+pub async fn run(
+    config_path: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    started: Instant,
+) -> ExitCode {
     init_tracing();
-    match serve(config_path, socket).await {
+    match serve(config_path, socket, started).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -22,7 +27,11 @@ pub async fn run(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> ExitC
     }
 }
 
-async fn serve(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    config_path: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    started: Instant,
+) -> anyhow::Result<()> {
     let mut config = NodeConfig::load(config_path.as_deref())?;
     if let Some(socket) = socket {
         config.socket = socket;
@@ -30,8 +39,9 @@ async fn serve(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> anyhow:
     let node = Node::start(&config).await?;
     let server = SocketServer::bind(&config.socket).await?;
     println!(
-        "hearth node `{}` ready: {} plugins, {} operations\nsocket: {}\ndata: {}\nconfig: {}",
+        "hearth node `{}` ready in {} ms: {} plugins, {} operations\nsocket: {}\ndata: {}\nconfig: {}",
         node.name(),
+        started.elapsed().as_millis(),
         node.plugins().len(),
         node.routes().len(),
         server.path().display(),

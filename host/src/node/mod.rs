@@ -139,6 +139,11 @@ impl Node {
         &self.plugins
     }
 
+    /// The plugin runtime (benchmarks call it directly).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// The configured limits.
     pub fn limits(&self) -> &LimitsSection {
         &self.limits
