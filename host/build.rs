@@ -45,6 +45,7 @@ fn run() -> Result<(), String> {
     for watched in [
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
+        "plugins/.cargo/config.toml",
         "plugins/testing",
         "sdk/src",
         "sdk/Cargo.toml",
@@ -69,7 +70,9 @@ fn run() -> Result<(), String> {
     let target_dir = plugin_target_dir(&plugins_dir);
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = Command::new(cargo);
+    // Run inside plugins/ so its .cargo/config.toml (wasm link flags) applies.
     build
+        .current_dir(&plugins_dir)
         .args([
             "build",
             "--release",

@@ -231,10 +231,33 @@ impl StackFile {
         if limits.call_timeout_ms == 0
             || limits.max_call_depth == 0
             || limits.max_frame_bytes < 1024
+            || limits.max_output_bytes == 0
+            || limits.max_instances == 0
+            || limits.table_elements == 0
         {
             return Err(invalid(
                 "limits must be positive and max_frame_bytes at least 1024".to_owned(),
             ));
+        }
+        if !(1..=MAX_MEMORY_MIB).contains(&limits.memory_mib) {
+            return Err(invalid(format!(
+                "limits.memory_mib must be between 1 and {MAX_MEMORY_MIB}"
+            )));
+        }
+        for (name, entry) in &stack.plugins {
+            let memory = entry.memory_mib.unwrap_or(limits.memory_mib);
+            if !(1..=MAX_MEMORY_MIB).contains(&memory) {
+                return Err(invalid(format!(
+                    "plugin `{name}`: memory_mib must be between 1 and {MAX_MEMORY_MIB}"
+                )));
+            }
+            let zero_timeout =
+                entry.timeout_ms == Some(0) || entry.operation_timeouts.values().any(|t| *t == 0);
+            if zero_timeout {
+                return Err(invalid(format!(
+                    "plugin `{name}`: timeouts must be positive"
+                )));
+            }
         }
         Ok(stack)
     }

@@ -13,8 +13,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Bytes of each pooled memory reset with `memset` instead of returned
 /// to the kernel: returning them (madvise) costs a TLB shootdown across
-/// cores per instance, which dominated fresh-instance calls.
-const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
+/// cores per instance, which dominated fresh-instance calls. The price is
+/// resident memory: up to this much per slot ever used, and slots ever used
+/// are bounded by the peak of concurrent instances (see below).
+const KEEP_RESIDENT_MEMORY: usize = 1 << 20;
 /// Same for tables.
 const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 
@@ -51,6 +53,10 @@ pub fn build(limits: &EngineLimits) -> wasmtime::Result<Engine> {
         .max_tables_per_component(16)
         .max_memory_size(limits.max_memory_bytes)
         .table_elements(limits.max_table_elements)
+        // Reuse the least recently used free slot rather than fresh ones, so
+        // the slots ever touched (each keeping its resident bytes) number no
+        // more than the peak of concurrent instances.
+        .max_unused_warm_slots(0)
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
         .table_keep_resident(KEEP_RESIDENT_TABLE);
 
