@@ -53,6 +53,17 @@ pub struct TestNode {
     /// Everything the node printed to stdout up to readiness.
     pub banner: String,
     stderr_log: PathBuf,
+    own_cache: bool,
+}
+
+/// The precompiled-component cache the test nodes share, next to the
+/// `host` binary: only the first node of a run compiles the plugins, so
+/// dozens of nodes starting at once do not starve each other of CPU.
+fn shared_cache_dir() -> PathBuf {
+    host_bin()
+        .parent()
+        .expect("binary has a directory")
+        .join("hearth-test-cache")
 }
 
 impl TestNode {
@@ -89,6 +100,25 @@ impl TestNode {
             config,
             socket,
             banner: String::new(),
+            own_cache: false,
+        };
+        node.spawn();
+        node
+    }
+
+    /// Starts a node with `examples/stack.toml` and its cache in its own
+    /// data directory (the default), not the shared test cache.
+    pub fn start_with_own_cache() -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("run").join("host.sock");
+        let mut node = TestNode {
+            child: None,
+            stderr_log: dir.path().join("serve.log"),
+            dir,
+            config: repo_root().join("examples/stack.toml"),
+            socket,
+            banner: String::new(),
+            own_cache: true,
         };
         node.spawn();
         node
@@ -115,13 +145,20 @@ impl TestNode {
             .append(true)
             .open(&self.stderr_log)
             .expect("log file");
-        let mut child = Command::new(host_bin())
+        let mut command = Command::new(host_bin());
+        command
             .args(["serve", "--config"])
             .arg(&self.config)
             .arg("--socket")
             .arg(&self.socket)
             .env("HEARTH_DATA_DIR", self.data_dir())
-            .env("HEARTH_LOG", "info,hearth_host=debug")
+            .env("HEARTH_LOG", "info,hearth_host=debug");
+        if self.own_cache {
+            command.env_remove("HEARTH_CACHE_DIR");
+        } else {
+            command.env("HEARTH_CACHE_DIR", shared_cache_dir());
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -2,9 +2,10 @@
 //! resolved directories, socket path, limits, and each plugin's manifest,
 //! component bytes and grants.
 //!
-//! Precedence for the data directory and socket: the stack file, then
-//! `$HEARTH_DATA_DIR` / `$HEARTH_SOCKET`, then `$XDG_DATA_HOME/hearth`,
-//! then `~/.local/share/hearth`.
+//! Precedence for the data directory, socket and cache: the stack file,
+//! then `$HEARTH_DATA_DIR` / `$HEARTH_SOCKET` / `$HEARTH_CACHE_DIR`, then
+//! `$XDG_DATA_HOME/hearth`, then `~/.local/share/hearth` (the socket in its
+//! `run/`, the cache in its `cache/`).
 
 use std::borrow::Cow;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -84,6 +85,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Unix socket path.
     pub socket: PathBuf,
+    /// Precompiled-component cache.
+    pub cache_dir: PathBuf,
     /// Limits on calls and frames.
     pub limits: LimitsSection,
     /// Plugins to load, in name order.
@@ -113,6 +116,15 @@ impl NodeConfig {
             .socket
             .or_else(|| std::env::var_os("HEARTH_SOCKET").map(PathBuf::from))
             .unwrap_or_else(|| data_dir.join("run").join("host.sock"));
+        let cache_dir = stack
+            .node
+            .cache_dir
+            .or_else(|| {
+                std::env::var_os("HEARTH_CACHE_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| data_dir.join("cache"));
         let mut plugins = Vec::new();
         for (name, entry) in stack.plugins {
             let source = match entry.path {
@@ -150,6 +162,7 @@ impl NodeConfig {
             name: stack.node.name,
             data_dir,
             socket,
+            cache_dir,
             limits: stack.limits,
             plugins,
             origin,

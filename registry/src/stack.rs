@@ -40,6 +40,10 @@ pub struct NodeSection {
     /// The Unix socket local clients connect to.
     #[serde(default)]
     pub socket: Option<PathBuf>,
+    /// Where compiled plugins are cached; `<data_dir>/cache` by default.
+    /// Nodes of the same `host` build may share one.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for NodeSection {
@@ -48,6 +52,7 @@ impl Default for NodeSection {
             name: default_node_name(),
             data_dir: None,
             socket: None,
+            cache_dir: None,
         }
     }
 }
@@ -200,6 +205,7 @@ impl StackFile {
         };
         stack.node.data_dir.as_mut().map(resolve);
         stack.node.socket.as_mut().map(resolve);
+        stack.node.cache_dir.as_mut().map(resolve);
         for entry in stack.plugins.values_mut() {
             entry.path.as_mut().map(resolve);
         }

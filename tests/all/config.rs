@@ -73,7 +73,7 @@ fn a_second_node_on_the_same_socket_is_refused() {
 
 #[test]
 fn a_restart_loads_plugins_from_the_precompiled_cache() {
-    let mut node = TestNode::start();
+    let mut node = TestNode::start_with_own_cache();
     let first = node.cli(&["plugins", "--json"]).ok_json();
     assert!(
         first
@@ -94,6 +94,7 @@ fn a_restart_loads_plugins_from_the_precompiled_cache() {
         "{second}"
     );
     assert_eq!(first[0]["component_sha256"], second[0]["component_sha256"]);
+    assert!(node.data_dir().join("cache").is_dir());
 }
 
 #[test]

@@ -89,7 +89,7 @@ impl Node {
             source,
         })?;
         let kv = KvStore::open(&config.data_dir.join("node.db"))?;
-        let runtime = Runtime::new(config.data_dir.join("cache"), config.engine_limits())?;
+        let runtime = Runtime::new(config.cache_dir.clone(), config.engine_limits())?;
         let mut plugins = BTreeMap::new();
         for source in &config.plugins {
             let plugin = load_plugin(&runtime, source).await?;

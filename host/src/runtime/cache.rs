@@ -5,7 +5,8 @@
 //! component bytes and by the engine's compatibility hash (wasmtime version
 //! and codegen settings), so a new plugin build or a new `host` never loads
 //! a stale artifact. Files are written to a temporary name and renamed, so
-//! a crash mid-write leaves no half entry.
+//! a crash mid-write leaves no half entry, and nodes sharing a cache
+//! directory never see each other's partial writes.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -36,7 +37,8 @@ pub struct ComponentCache {
 impl ComponentCache {
     /// Opens (creating) the cache in `dir` for `engine`.
     pub fn open(dir: PathBuf, engine: &Engine) -> Result<Self, RuntimeError> {
-        std::fs::create_dir_all(&dir)?;
+        // Private: wasmtime trusts what it loads from here.
+        crate::config::create_private_dir(&dir)?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(ComponentCache {
