@@ -183,6 +183,11 @@ fn placeholder_settings() -> PluginSettings {
 }
 
 impl NodeConfig {
+    /// The vault file: `<data_dir>/vault.json`.
+    pub fn vault_file(&self) -> PathBuf {
+        self.data_dir.join("vault.json")
+    }
+
     /// The engine's pool sizes: `limits.max_instances`, and room for the
     /// largest plugin memory.
     pub fn engine_limits(&self) -> EngineLimits {

@@ -5,6 +5,7 @@
 //! - [`runtime`]: wasmtime, the per-call store, the plugin imports;
 //! - [`node`]: routing, scopes, grants, nested calls (the OperationEnv);
 //! - [`kv`]: the SQLite store behind the `kv` interface;
+//! - [`vault`]: the seed, sealed at rest, and every key derived from it;
 //! - [`transport`]: the Unix-socket protocol and server;
 //! - [`client`]: the client library the CLI uses;
 //! - [`cli`]: the `host` command line.
@@ -16,3 +17,4 @@ pub mod kv;
 pub mod node;
 pub mod runtime;
 pub mod transport;
+pub mod vault;

@@ -87,6 +87,74 @@ pub struct GrantSet {
     /// Operations it may call through `env`.
     #[serde(default)]
     pub env: Vec<PathPattern>,
+    /// Vault derivation-path prefixes it may use, e.g. `m/74'/1'`.
+    #[serde(default)]
+    pub vault: Vec<VaultPrefix>,
+}
+
+/// A derivation-path prefix granted to a plugin: `m` followed by indexes,
+/// each optionally hardened (`'` or `h`). Matching is index by index, so
+/// `m/74'/1'` covers `m/74'/1'/5'` but not `m/74'/10'`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VaultPrefix(String);
+
+impl VaultPrefix {
+    /// The prefix as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a string is not a vault prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "vault grant `{0}` is not a derivation-path prefix: write `m` then indexes below 2^31, `'` for hardened, as in `m/74'/1'`"
+)]
+pub struct VaultPrefixError(pub String);
+
+impl FromStr for VaultPrefix {
+    type Err = VaultPrefixError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || VaultPrefixError(s.to_owned());
+        let mut parts = s.split('/');
+        if parts.next() != Some("m") {
+            return Err(err());
+        }
+        for part in parts {
+            let digits = part
+                .strip_suffix('\'')
+                .or_else(|| part.strip_suffix('h'))
+                .unwrap_or(part);
+            let ok = !digits.is_empty()
+                && digits.len() <= 10
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits.parse::<u64>().is_ok_and(|n| n < 1 << 31);
+            if !ok {
+                return Err(err());
+            }
+        }
+        Ok(VaultPrefix(s.to_owned()))
+    }
+}
+
+impl fmt::Display for VaultPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for VaultPrefix {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for VaultPrefix {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl GrantSet {
@@ -99,6 +167,11 @@ impl GrantSet {
     /// `path` for `plugin`; used in `denied` errors.
     pub fn env_grant_hint(plugin: &str, path: &OperationPath) -> String {
         format!("add \"{path}\" to `grants.env` of [plugins.{plugin}] in stack.toml")
+    }
+
+    /// Same for a vault path.
+    pub fn vault_grant_hint(plugin: &str, path: &str) -> String {
+        format!("add a prefix of \"{path}\" to `grants.vault` of [plugins.{plugin}] in stack.toml")
     }
 
     /// Same for the key-value store.
@@ -135,6 +208,16 @@ mod tests {
             "/node//x",
         ] {
             assert!(bad.parse::<PathPattern>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vault_prefixes_parse() {
+        for good in ["m", "m/74'", "m/74'/1'", "m/44h/60h/0h/0"] {
+            assert!(good.parse::<VaultPrefix>().is_ok(), "{good}");
+        }
+        for bad in ["", "74'", "m/", "m/x", "m/2147483648'", "m/1''"] {
+            assert!(bad.parse::<VaultPrefix>().is_err(), "{bad}");
         }
     }
 

@@ -33,7 +33,7 @@ mod spec;
 mod stack;
 
 pub use call::{CallError, ErrorCode, ResponseEnvelope, Source};
-pub use grants::{GrantSet, PathPattern, PatternError};
+pub use grants::{GrantSet, PathPattern, PatternError, VaultPrefix, VaultPrefixError};
 pub use manifest::{ManifestError, PluginManifest, RequestedCapabilities, RuntimePreferences};
 pub use path::{LOCAL_NODE, OperationPath, PathError};
 pub use routing::{InputError, Route, RoutingError, RoutingTable};

@@ -57,6 +57,9 @@ pub struct RequestedCapabilities {
     /// Operations it wants to call through `env`.
     #[serde(default)]
     pub env: Vec<PathPattern>,
+    /// Vault path prefixes it wants to use.
+    #[serde(default)]
+    pub vault: Vec<crate::grants::VaultPrefix>,
 }
 
 /// Why a `plugin.toml` was refused.

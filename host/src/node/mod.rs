@@ -26,6 +26,7 @@ use crate::kv::KvStore;
 use crate::runtime::{
     BoxFuture, CallContext, Caller, HostServices, Identity, LoadedPlugin, Runtime,
 };
+use crate::vault::Vault;
 
 /// The owner name native operations are registered under.
 const HOST_OWNER: &str = "host";
@@ -35,6 +36,9 @@ const MAX_DEADLINE: Duration = Duration::from_secs(600);
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The vault file is unreadable.
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
     /// A directory could not be created.
     #[error("cannot prepare {path}: {source}")]
     Io {
@@ -76,6 +80,7 @@ pub struct Node {
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     runtime: Runtime,
     kv: KvStore,
+    vault: Arc<Vault>,
     limits: LimitsSection,
     started: Instant,
     this: Weak<Node>,
@@ -89,6 +94,7 @@ impl Node {
             source,
         })?;
         let kv = KvStore::open(&config.data_dir.join("node.db"))?;
+        let vault = Arc::new(Vault::open(config.vault_file())?);
         let runtime = Runtime::new(config.cache_dir.clone(), config.engine_limits())?;
         let mut plugins = BTreeMap::new();
         for source in &config.plugins {
@@ -118,6 +124,7 @@ impl Node {
             plugins,
             runtime,
             kv,
+            vault,
             limits: config.limits.clone(),
             started: Instant::now(),
             this: this.clone(),
@@ -137,6 +144,11 @@ impl Node {
     /// The loaded plugins, by name.
     pub fn plugins(&self) -> &BTreeMap<String, Arc<LoadedPlugin>> {
         &self.plugins
+    }
+
+    /// The vault.
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
     }
 
     /// The plugin runtime (benchmarks call it directly).
@@ -380,6 +392,10 @@ impl HostServices for Node {
             });
         };
         Box::pin(async move { node.call_nested(caller, path, input).await })
+    }
+
+    fn vault(&self) -> Arc<crate::vault::Vault> {
+        self.vault.clone()
     }
 
     fn kv_get(

@@ -61,6 +61,8 @@ pub trait HostServices: Send + Sync + 'static {
     ) -> BoxFuture<Result<(), CallError>>;
     /// Deletes `key` in `plugin`'s namespace.
     fn kv_delete(&self, plugin: Arc<str>, key: String) -> BoxFuture<Result<bool, CallError>>;
+    /// The node's vault.
+    fn vault(&self) -> Arc<crate::vault::Vault>;
     /// Lists keys with `prefix` in `plugin`'s namespace.
     fn kv_list(
         &self,
@@ -225,6 +227,98 @@ impl imports::kv::Host for CallState {
             Err(e) => Err(e),
         };
         Ok(result.map_err(bindings::call_error_to_wit))
+    }
+}
+
+impl CallState {
+    /// Parses `path`, checks it is under a granted prefix, and returns the
+    /// vault.
+    fn check_vault(
+        &self,
+        path: &str,
+    ) -> Result<(Arc<crate::vault::Vault>, crate::vault::DerivationPath), CallError> {
+        use crate::vault::DerivationPath;
+        let parsed = DerivationPath::parse(path)
+            .map_err(|e| CallError::new(ErrorCode::InvalidInput, e.to_string()))?;
+        let granted = self.caller.grants.vault.iter().any(|prefix| {
+            DerivationPath::parse(prefix.as_str()).is_ok_and(|prefix| parsed.starts_with(&prefix))
+        });
+        if !granted {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "plugin `{}` is not granted vault path {parsed}; {}",
+                    self.caller.plugin,
+                    GrantSet::vault_grant_hint(&self.caller.plugin, &parsed.to_string())
+                ),
+            ));
+        }
+        Ok((self.services("the vault")?.vault(), parsed))
+    }
+}
+
+fn vault_result<T>(result: Result<T, crate::vault::VaultError>) -> Result<T, wit::CallError> {
+    result.map_err(|e| bindings::call_error_to_wit(crate::vault::to_call_error(e)))
+}
+
+impl imports::vault::Host for CallState {
+    async fn public_key(
+        &mut self,
+        curve: imports::vault::Curve,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<u8>, wit::CallError>> {
+        let curve = match curve {
+            imports::vault::Curve::Ed25519 => crate::vault::Curve::Ed25519,
+            imports::vault::Curve::Secp256k1 => crate::vault::Curve::Secp256k1,
+        };
+        Ok(match self.check_vault(&path) {
+            Ok((vault, path)) => vault_result(vault.public_key(curve, &path)),
+            Err(e) => Err(bindings::call_error_to_wit(e)),
+        })
+    }
+
+    async fn sign_ed25519(
+        &mut self,
+        path: String,
+        message: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, wit::CallError>> {
+        Ok(match self.check_vault(&path) {
+            Ok((vault, path)) => vault_result(vault.sign_ed25519(&path, &message)),
+            Err(e) => Err(bindings::call_error_to_wit(e)),
+        })
+    }
+
+    async fn sign_secp256k1(
+        &mut self,
+        path: String,
+        digest: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, wit::CallError>> {
+        Ok(match self.check_vault(&path) {
+            Ok((vault, path)) => vault_result(vault.sign_secp256k1(&path, &digest)),
+            Err(e) => Err(bindings::call_error_to_wit(e)),
+        })
+    }
+
+    async fn encrypt(
+        &mut self,
+        path: String,
+        plaintext: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, wit::CallError>> {
+        Ok(match self.check_vault(&path) {
+            Ok((vault, path)) => vault_result(vault.encrypt(&path, &plaintext)),
+            Err(e) => Err(bindings::call_error_to_wit(e)),
+        })
+    }
+
+    async fn decrypt(
+        &mut self,
+        path: String,
+        envelope: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, wit::CallError>> {
+        Ok(match self.check_vault(&path) {
+            Ok((vault, path)) => vault_result(vault.decrypt(&path, &envelope)),
+            Err(e) => Err(bindings::call_error_to_wit(e)),
+        })
     }
 }
 
