@@ -51,19 +51,16 @@ fn run() -> Result<(), String> {
         "sdk/Cargo.toml",
         "wit",
     ] {
-        println!("cargo::rerun-if-changed={}", root.join(watched).display());
+        // Relative to this package, so a checkout at another path (sharing
+        // the target directory) watches its own files, not the last one's.
+        println!("cargo::rerun-if-changed=../{watched}");
     }
     let plugins = plugin_dirs(&plugins_dir)?;
     for dir in &plugins {
-        println!("cargo::rerun-if-changed={}", dir.join("src").display());
-        println!(
-            "cargo::rerun-if-changed={}",
-            dir.join("Cargo.toml").display()
-        );
-        println!(
-            "cargo::rerun-if-changed={}",
-            dir.join("plugin.toml").display()
-        );
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        for file in ["src", "Cargo.toml", "plugin.toml"] {
+            println!("cargo::rerun-if-changed=../plugins/{name}/{file}");
+        }
     }
 
     ensure_wasm_target()?;
@@ -116,9 +113,8 @@ fn run() -> Result<(), String> {
         let wasm = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
         let bundled_wasm = bundle_dir.join(format!("{name}.wasm"));
         let bundled_manifest = bundle_dir.join(format!("{name}.plugin.toml"));
-        fs::copy(&wasm, &bundled_wasm)
-            .map_err(|e| format!("cannot copy {}: {e}", wasm.display()))?;
-        fs::copy(dir.join("plugin.toml"), &bundled_manifest).map_err(|e| e.to_string())?;
+        copy_if_changed(&wasm, &bundled_wasm)?;
+        copy_if_changed(&dir.join("plugin.toml"), &bundled_manifest)?;
         let _ = writeln!(
             generated,
             "    BundledPlugin {{ name: {name:?}, manifest: include_str!({:?}), component: include_bytes!({:?}) }},",
@@ -128,6 +124,16 @@ fn run() -> Result<(), String> {
     }
     generated.push(']');
     fs::write(out_dir.join("bundled_plugins.rs"), generated).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Copies `from` to `to` unless `to` already has the same bytes, so an
+/// unchanged plugin does not make the host recompile.
+fn copy_if_changed(from: &Path, to: &Path) -> Result<(), String> {
+    let bytes = fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    if fs::read(to).ok().as_deref() != Some(bytes.as_slice()) {
+        fs::write(to, &bytes).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+    }
     Ok(())
 }
 

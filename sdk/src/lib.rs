@@ -30,7 +30,7 @@
 //! hearth_sdk::export_plugin!(Echo);
 //! ```
 //!
-//! Host capabilities are in [`env`], [`kv`] and [`log`]; each works only
+//! Host capabilities are in [`env`], [`kv`], [`log`] and [`vault`]; each works only
 //! when the operator granted it in `stack.toml`, and fails with
 //! [`ErrorCode::Denied`] otherwise.
 
@@ -44,6 +44,7 @@ pub mod env;
 mod error;
 pub mod kv;
 pub mod log;
+pub mod vault;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -71,7 +72,7 @@ pub use dispatch::{Adapter, Operation, Operations, Plugin};
 
 /// Everything a plugin usually needs in one import.
 pub mod prelude {
-    pub use crate::{CallError, Context, ErrorCode, Operations, Plugin, env, kv, log};
+    pub use crate::{CallError, Context, ErrorCode, Operations, Plugin, env, kv, log, vault};
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
 }

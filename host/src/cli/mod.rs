@@ -6,7 +6,9 @@
 
 mod bench;
 mod output;
+mod passphrase;
 mod serve;
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +41,20 @@ enum Command {
         /// The stack file; the bundled default (examples/stack.toml) when absent.
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// File holding the vault passphrase (else $HEARTH_PASSPHRASE, else
+        /// a prompt on a terminal, else the vault stays locked).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Manage the vault: the seed all keys derive from.
+    Vault {
+        #[command(subcommand)]
+        command: vault::VaultCommand,
+    },
+    /// Print the node's public identity key and fingerprint.
+    Id {
+        #[command(flatten)]
+        format: Format,
     },
     /// Call an operation and print its output JSON.
     Call {
@@ -118,14 +134,72 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
     let socket = cli.socket.or_else(crate::config::default_socket);
     match cli.command {
-        Command::Serve { config } => {
-            serve::run(
-                config,
-                socket_override(&socket, &cli_socket_given()),
-                started,
-            )
+        Command::Serve {
+            config,
+            passphrase_file,
+        } => {
+            let socket = socket_override(&socket, &cli_socket_given());
+            serve::run(config, socket, passphrase_file, started).await
+        }
+        Command::Id { format } => {
+            with_client(socket, format.json, async |client| {
+                let response = client.call("/node/host/id", &serde_json::json!({})).await?;
+                output::print_identity(&response.output, format.json);
+                Ok(())
+            })
             .await
         }
+        Command::Vault { command } => match command {
+            vault::VaultCommand::Unlock { passphrase_file } => {
+                let passphrase = match passphrase::require(
+                    passphrase_file.as_deref(),
+                    "vault passphrase: ",
+                    false,
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let input = zeroize::Zeroizing::new(
+                    serde_json::json!({ "passphrase": passphrase.as_str() }).to_string(),
+                );
+                let options = CallOptions {
+                    timeout: Some(Duration::from_secs(60)),
+                    metadata: Vec::new(),
+                };
+                with_client(socket, false, async |client| {
+                    let response = client
+                        .call_raw("/node/vault/unlock", &input, options)
+                        .await?;
+                    output::print_vault_status(&response.output, false);
+                    Ok(())
+                })
+                .await
+            }
+            vault::VaultCommand::Lock => {
+                with_client(socket, false, async |client| {
+                    let response = client
+                        .call("/node/vault/lock", &serde_json::json!({}))
+                        .await?;
+                    output::print_vault_status(&response.output, false);
+                    Ok(())
+                })
+                .await
+            }
+            vault::VaultCommand::Status { json } => {
+                with_client(socket, json, async |client| {
+                    let response = client
+                        .call("/node/vault/status", &serde_json::json!({}))
+                        .await?;
+                    output::print_vault_status(&response.output, json);
+                    Ok(())
+                })
+                .await
+            }
+            offline => vault::run_offline(offline),
+        },
         Command::Call {
             path,
             input,

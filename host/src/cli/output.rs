@@ -96,3 +96,43 @@ pub fn print_plugins(plugins: &Value, json: bool) {
         );
     }
 }
+
+/// `host id`.
+pub fn print_identity(id: &Value, json: bool) {
+    if json {
+        out!("{}", pretty(id));
+        return;
+    }
+    let s = |name: &str| id[name].as_str().unwrap_or_default().to_owned();
+    out!("{}", s("public_key"));
+    out!("fingerprint: {}", s("fingerprint"));
+    if id["ephemeral"].as_bool().unwrap_or(false) {
+        out!(
+            "ephemeral: no vault on this node, so this key lasts until it stops (`host vault init`)"
+        );
+    } else {
+        out!("path: {} (ed25519, SLIP-0010)", s("path"));
+    }
+}
+
+/// `host vault status|lock|unlock`.
+pub fn print_vault_status(status: &Value, json: bool) {
+    if json {
+        out!("{}", pretty(status));
+        return;
+    }
+    out!("vault: {}", status["state"].as_str().unwrap_or_default());
+    out!(
+        "identity: {} ({})",
+        status["identity"]["public_key"]
+            .as_str()
+            .unwrap_or_default(),
+        status["identity"]["fingerprint"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    out!("file: {}", status["file"].as_str().unwrap_or_default());
+    if status["memory_locked"] == Value::Bool(false) {
+        out!("warning: the seed's memory page could not be locked against swap (RLIMIT_MEMLOCK)");
+    }
+}

@@ -15,10 +15,11 @@ use crate::transport::server::SocketServer;
 pub async fn run(
     config_path: Option<PathBuf>,
     socket: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
     started: Instant,
 ) -> ExitCode {
     init_tracing();
-    match serve(config_path, socket, started).await {
+    match serve(config_path, socket, passphrase_file, started).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -30,6 +31,7 @@ pub async fn run(
 async fn serve(
     config_path: Option<PathBuf>,
     socket: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
     started: Instant,
 ) -> anyhow::Result<()> {
     let mut config = NodeConfig::load(config_path.as_deref())?;
@@ -37,13 +39,15 @@ async fn serve(
         config.socket = socket;
     }
     let node = Node::start(&config).await?;
+    unlock_at_start(&node, passphrase_file.as_deref()).await?;
     let server = SocketServer::bind(&config.socket).await?;
     println!(
-        "hearth node `{}` ready in {} ms: {} plugins, {} operations\nsocket: {}\ndata: {}\nconfig: {}",
+        "hearth node `{}` ready in {} ms: {} plugins, {} operations\nidentity: {}\nsocket: {}\ndata: {}\nconfig: {}",
         node.name(),
         started.elapsed().as_millis(),
         node.plugins().len(),
         node.routes().len(),
+        identity_line(&node),
         server.path().display(),
         config.data_dir.display(),
         config.origin.as_ref().map_or_else(
@@ -60,6 +64,42 @@ async fn serve(
     }
     drop(server);
     Ok(())
+}
+
+/// Unlocks the vault when one exists and a passphrase is at hand; a wrong
+/// passphrase stops the start, no passphrase leaves the vault locked.
+async fn unlock_at_start(
+    node: &Node,
+    passphrase_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if node.vault().status().state != "locked" {
+        return Ok(());
+    }
+    let Some(passphrase) = super::passphrase::read(passphrase_file, "vault passphrase: ", false)
+        .map_err(anyhow::Error::msg)?
+    else {
+        tracing::warn!(
+            "the vault is locked and no passphrase was given; unlock it with `host vault unlock`"
+        );
+        return Ok(());
+    };
+    let vault = node.vault().clone();
+    tokio::task::spawn_blocking(move || vault.unlock(passphrase.as_bytes()))
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot unlock the vault: {e}"))?;
+    tracing::info!("vault unlocked");
+    Ok(())
+}
+
+fn identity_line(node: &Node) -> String {
+    let status = node.vault().status();
+    let id = status.identity;
+    let note = match status.state {
+        "absent" => "ephemeral: no vault, `host vault init` to make one",
+        "locked" => "vault locked: `host vault unlock`",
+        _ => "vault unlocked",
+    };
+    format!("{} ({}; {note})", id.public_key, id.fingerprint)
 }
 
 fn init_tracing() {

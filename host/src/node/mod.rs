@@ -288,12 +288,24 @@ impl Node {
                 format!("input to {} is not JSON: {e}", route.spec.path),
             )
         })?;
-        route.validate_input(&input_value)?;
+        if let Err(err) = route.validate_input(&input_value) {
+            if native::has_secret_input(&route.spec.path) {
+                return Err(CallError::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "input to `{}` is not valid at `{}` (details withheld: this input holds a secret)",
+                        err.path, err.field
+                    ),
+                ));
+            }
+            return Err(err.into());
+        }
         let request_id = ctx.request_id.clone();
         let parent_request_id = ctx.parent_request_id.clone();
         let depth = ctx.depth;
         let result = if route.owner == HOST_OWNER {
-            native::handle(self, route.spec.path.name(), &input_value)
+            native::handle(self, &route.spec.path, &input_value)
+                .await
                 .map(|output| (output, Source::Host))
         } else {
             self.run_plugin(&route, ctx, input).await

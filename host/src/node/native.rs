@@ -87,19 +87,20 @@ fn spec<I: JsonSchema, O: JsonSchema>(
     description: &str,
     scopes: &[&str],
 ) -> Option<OperationSpec> {
+    spec_in::<I, O>("host", name, OpKind::Query, description, scopes)
+}
+
+fn spec_in<I: JsonSchema, O: JsonSchema>(
+    namespace: &str,
+    name: &str,
+    kind: OpKind,
+    description: &str,
+    scopes: &[&str],
+) -> Option<OperationSpec> {
     let input = schemars::schema_for!(I).as_value().to_string();
     let output = schemars::schema_for!(O).as_value().to_string();
     let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
-    OperationSpec::from_parts(
-        "host",
-        name,
-        OpKind::Query,
-        description,
-        &input,
-        &output,
-        scopes,
-    )
-    .ok()
+    OperationSpec::from_parts(namespace, name, kind, description, &input, &output, scopes).ok()
 }
 
 /// The specs of every native operation.
@@ -132,16 +133,131 @@ pub(super) fn specs() -> Vec<OperationSpec> {
         ),
     ]
     .into_iter()
+    .chain(vault_specs())
     .flatten()
     .collect()
 }
 
-/// Runs native operation `name`; input is already validated.
-pub(super) fn handle(
+/// Input of `/node/vault/unlock`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Unlock {
+    /// The vault passphrase. Never logged or echoed in errors.
+    passphrase: String,
+}
+
+/// Output of the vault operations.
+#[derive(Serialize, JsonSchema)]
+struct VaultStatusOutput {
+    state: String,
+    identity: IdentityOutput,
+    file: String,
+    memory_locked: Option<bool>,
+}
+
+/// Output of `/node/host/id`.
+#[derive(Serialize, JsonSchema)]
+struct IdentityOutput {
+    public_key: String,
+    fingerprint: String,
+    ephemeral: bool,
+    path: Option<String>,
+}
+
+fn identity_output(id: crate::vault::NodeIdentity) -> IdentityOutput {
+    IdentityOutput {
+        public_key: id.public_key,
+        fingerprint: id.fingerprint,
+        ephemeral: id.ephemeral,
+        path: id.path,
+    }
+}
+
+fn status_output(status: crate::vault::VaultStatus) -> VaultStatusOutput {
+    VaultStatusOutput {
+        state: status.state.to_owned(),
+        identity: identity_output(status.identity),
+        file: status.file,
+        memory_locked: status.memory_locked,
+    }
+}
+
+/// Native operations whose input holds a secret: validation errors about
+/// them name the field but never echo the value.
+pub(super) fn has_secret_input(path: &hearth_registry::OperationPath) -> bool {
+    path.namespace() == "vault" && path.name() == "unlock"
+}
+
+/// The specs of the vault's native operations.
+fn vault_specs() -> Vec<Option<OperationSpec>> {
+    vec![
+        spec_in::<Empty, VaultStatusOutput>(
+            "vault",
+            "status",
+            OpKind::Query,
+            "Whether the vault is absent, locked or unlocked, and the node identity.",
+            &[],
+        ),
+        spec_in::<Unlock, VaultStatusOutput>(
+            "vault",
+            "unlock",
+            OpKind::Mutation,
+            "Unlock the vault with its passphrase.",
+            &["vault:admin"],
+        ),
+        spec_in::<Empty, VaultStatusOutput>(
+            "vault",
+            "lock",
+            OpKind::Mutation,
+            "Lock the vault: wipe the seed from memory.",
+            &["vault:admin"],
+        ),
+        spec::<Empty, IdentityOutput>("id", "The node's public identity key and fingerprint.", &[]),
+    ]
+}
+
+/// Runs the native operation at `path`; input is already validated.
+pub(super) async fn handle(
     node: &Node,
-    name: &str,
+    path: &hearth_registry::OperationPath,
     input: &serde_json::Value,
 ) -> Result<serde_json::Value, CallError> {
+    let encode = |v: Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(|e| CallError::new(ErrorCode::Failed, format!("cannot encode output: {e}")))
+    };
+    if path.namespace() == "vault" {
+        let vault = node.vault().clone();
+        match path.name() {
+            "status" => {}
+            "lock" => vault.lock().map_err(crate::vault::to_call_error)?,
+            "unlock" => {
+                let unlock: Unlock = serde_json::from_value(input.clone()).map_err(|_| {
+                    CallError::new(ErrorCode::InvalidInput, "`passphrase` must be a string")
+                })?;
+                let passphrase = zeroize::Zeroizing::new(unlock.passphrase);
+                let task = vault.clone();
+                // Argon2id takes a good fraction of a second: off the async threads.
+                tokio::task::spawn_blocking(move || task.unlock(passphrase.as_bytes()))
+                    .await
+                    .map_err(|e| CallError::new(ErrorCode::Failed, e.to_string()))?
+                    .map_err(crate::vault::to_call_error)?;
+                tracing::info!("vault unlocked");
+            }
+            other => {
+                return Err(CallError::new(
+                    ErrorCode::NotFound,
+                    format!("no vault operation `{other}`"),
+                ));
+            }
+        }
+        return encode(serde_json::to_value(status_output(vault.status())));
+    }
+    if path.name() == "id" {
+        return encode(serde_json::to_value(identity_output(
+            node.vault().identity(),
+        )));
+    }
+    let name = path.name();
     let output = match name {
         // Validated against the schema already: `msg` is a string.
         "echo" => Ok(serde_json::json!({ "msg": input["msg"] })),
