@@ -54,6 +54,7 @@ pub struct TestNode {
     pub banner: String,
     stderr_log: PathBuf,
     own_cache: bool,
+    env: Vec<(String, String)>,
 }
 
 /// The precompiled-component cache the test nodes share, next to the
@@ -91,6 +92,32 @@ impl TestNode {
         TestNode::start_in(tempfile::tempdir().expect("tempdir"), config.to_owned())
     }
 
+    /// Starts `host serve` with `examples/stack.toml` in `dir` (whose `data`
+    /// directory may already hold a vault), with extra environment.
+    pub fn start_in_with_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> TestNode {
+        let socket = dir.path().join("run").join("host.sock");
+        let mut node = TestNode {
+            child: None,
+            stderr_log: dir.path().join("serve.log"),
+            dir,
+            config: repo_root().join("examples/stack.toml"),
+            socket,
+            banner: String::new(),
+            own_cache: false,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        node.spawn();
+        node
+    }
+
+    /// The temporary directory the node lives in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn start_in(dir: tempfile::TempDir, config: PathBuf) -> TestNode {
         let socket = dir.path().join("run").join("host.sock");
         let mut node = TestNode {
@@ -101,6 +128,7 @@ impl TestNode {
             socket,
             banner: String::new(),
             own_cache: false,
+            env: Vec::new(),
         };
         node.spawn();
         node
@@ -119,6 +147,7 @@ impl TestNode {
             socket,
             banner: String::new(),
             own_cache: true,
+            env: Vec::new(),
         };
         node.spawn();
         node
@@ -153,6 +182,10 @@ impl TestNode {
             .arg(&self.socket)
             .env("HEARTH_DATA_DIR", self.data_dir())
             .env("HEARTH_LOG", "info,hearth_host=debug");
+        command.env_remove("HEARTH_PASSPHRASE");
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
         if self.own_cache {
             command.env_remove("HEARTH_CACHE_DIR");
         } else {

@@ -306,7 +306,7 @@ mod tests {
         let stack = StackFile::parse(DEFAULT_STACK, Path::new("default")).unwrap();
         let config = NodeConfig::from_stack(stack, None).unwrap();
         let names: Vec<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["echo", "relay"]);
+        assert_eq!(names, ["echo", "relay", "signer"]);
         assert!(config.plugins[0].grants.kv);
         assert!(!config.plugins[1].grants.kv);
     }
@@ -318,6 +318,6 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("bundled: echo, relay"), "{err}");
+        assert!(err.contains("bundled: echo, relay, signer"), "{err}");
     }
 }

@@ -95,7 +95,7 @@ fn plugins_lists_versions_and_grants() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["echo", "relay"]);
+    assert_eq!(names, ["echo", "relay", "signer"]);
     assert_eq!(plugins[0]["version"], "0.1.0");
     assert_eq!(plugins[0]["grants"]["kv"], true);
     assert_eq!(

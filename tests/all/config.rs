@@ -19,7 +19,7 @@ fn serve_runs_without_any_config() {
     let socket = dir.path().join("run/host.sock");
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut banner = String::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         std::io::BufRead::read_line(&mut reader, &mut banner).unwrap();
     }
     assert!(

@@ -6,4 +6,5 @@ mod cli;
 mod config;
 mod limits;
 mod socket;
+mod vault;
 mod warm;
