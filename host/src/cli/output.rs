@@ -89,10 +89,17 @@ pub fn print_plugins(plugins: &Value, json: bool) {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
+        let vault: Vec<&str> = p["grants"]["vault"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         out!(
-            "    grants: kv={} env=[{}]",
+            "    grants: kv={} env=[{}] vault=[{}]",
             p["grants"]["kv"].as_bool().unwrap_or(false),
-            env.join(", ")
+            env.join(", "),
+            vault.join(", ")
         );
     }
 }

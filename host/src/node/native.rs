@@ -80,6 +80,7 @@ struct EchoMessage {
 struct Grants {
     kv: bool,
     env: Vec<String>,
+    vault: Vec<String>,
 }
 
 fn spec<I: JsonSchema, O: JsonSchema>(
@@ -304,6 +305,7 @@ pub(super) async fn handle(
                     grants: Grants {
                         kv: p.grants.kv,
                         env: p.grants.env.iter().map(ToString::to_string).collect(),
+                        vault: p.grants.vault.iter().map(ToString::to_string).collect(),
                     },
                     limits: PluginLimits {
                         memory_mib: p.settings.memory_bytes >> 20,
