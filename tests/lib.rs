@@ -92,25 +92,26 @@ impl TestNode {
         TestNode::start_in(tempfile::tempdir().expect("tempdir"), config.to_owned())
     }
 
+    /// Starts a node with `examples/stack.toml` and its cache in its own
+    /// data directory (the default), not the shared test cache.
+    pub fn start_with_own_cache() -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        TestNode::launch(
+            dir,
+            repo_root().join("examples/stack.toml"),
+            true,
+            Vec::new(),
+        )
+    }
+
     /// Starts `host serve` with `examples/stack.toml` in `dir` (whose `data`
     /// directory may already hold a vault), with extra environment.
     pub fn start_in_with_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> TestNode {
-        let socket = dir.path().join("run").join("host.sock");
-        let mut node = TestNode {
-            child: None,
-            stderr_log: dir.path().join("serve.log"),
-            dir,
-            config: repo_root().join("examples/stack.toml"),
-            socket,
-            banner: String::new(),
-            own_cache: false,
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        };
-        node.spawn();
-        node
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        TestNode::launch(dir, repo_root().join("examples/stack.toml"), false, env)
     }
 
     /// The temporary directory the node lives in.
@@ -119,6 +120,15 @@ impl TestNode {
     }
 
     fn start_in(dir: tempfile::TempDir, config: PathBuf) -> TestNode {
+        TestNode::launch(dir, config, false, Vec::new())
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        own_cache: bool,
+        env: Vec<(String, String)>,
+    ) -> TestNode {
         let socket = dir.path().join("run").join("host.sock");
         let mut node = TestNode {
             child: None,
@@ -127,27 +137,8 @@ impl TestNode {
             config,
             socket,
             banner: String::new(),
-            own_cache: false,
-            env: Vec::new(),
-        };
-        node.spawn();
-        node
-    }
-
-    /// Starts a node with `examples/stack.toml` and its cache in its own
-    /// data directory (the default), not the shared test cache.
-    pub fn start_with_own_cache() -> TestNode {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("run").join("host.sock");
-        let mut node = TestNode {
-            child: None,
-            stderr_log: dir.path().join("serve.log"),
-            dir,
-            config: repo_root().join("examples/stack.toml"),
-            socket,
-            banner: String::new(),
-            own_cache: true,
-            env: Vec::new(),
+            own_cache,
+            env,
         };
         node.spawn();
         node
