@@ -87,6 +87,8 @@ pub struct NodeConfig {
     pub socket: PathBuf,
     /// Precompiled-component cache.
     pub cache_dir: PathBuf,
+    /// The Docker engine's socket (`/var/run/docker.sock` when `None`).
+    pub docker_socket: Option<PathBuf>,
     /// Limits on calls and frames.
     pub limits: LimitsSection,
     /// Plugins to load, in name order.
@@ -163,6 +165,7 @@ impl NodeConfig {
             data_dir,
             socket,
             cache_dir,
+            docker_socket: stack.docker.socket,
             limits: stack.limits,
             plugins,
             origin,
@@ -306,9 +309,10 @@ mod tests {
         let stack = StackFile::parse(DEFAULT_STACK, Path::new("default")).unwrap();
         let config = NodeConfig::from_stack(stack, None).unwrap();
         let names: Vec<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["echo", "relay", "signer"]);
-        assert!(config.plugins[0].grants.kv);
-        assert!(!config.plugins[1].grants.kv);
+        assert_eq!(names, ["docker", "echo", "relay", "signer"]);
+        assert!(config.plugins[0].grants.docker.is_some());
+        assert!(config.plugins[1].grants.kv);
+        assert!(!config.plugins[2].grants.kv);
     }
 
     #[test]
@@ -318,6 +322,9 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("bundled: echo, relay, signer"), "{err}");
+        assert!(
+            err.contains("bundled: docker, echo, relay, signer"),
+            "{err}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! - [`runtime`]: wasmtime, the per-call store, the plugin imports;
 //! - [`node`]: routing, scopes, grants, nested calls (the OperationEnv);
 //! - [`kv`]: the SQLite store behind the `kv` interface;
+//! - [`docker`]: the Docker engine behind the `docker` interface;
 //! - [`vault`]: the seed, sealed at rest, and every key derived from it;
 //! - [`transport`]: the Unix-socket protocol and server;
 //! - [`client`]: the client library the CLI uses;
@@ -13,6 +14,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod docker;
 pub mod kv;
 pub mod node;
 pub mod runtime;

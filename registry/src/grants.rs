@@ -90,6 +90,102 @@ pub struct GrantSet {
     /// Vault derivation-path prefixes it may use, e.g. `m/74'/1'`.
     #[serde(default)]
     pub vault: Vec<VaultPrefix>,
+    /// Containers it may manage on the node's Docker engine, and within
+    /// what policy; no access when absent.
+    #[serde(default)]
+    pub docker: Option<DockerGrant>,
+}
+
+/// The Docker policy granted to a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerGrant {
+    /// Image patterns it may run; `*` matches any run of characters
+    /// (`hearth-busybox:*`, `nginx:1.*`).
+    pub images: Vec<String>,
+    /// Host ports it may publish, as `low-high`; none when absent.
+    #[serde(default)]
+    pub host_ports: Option<PortRange>,
+    /// Containers it may have at once (running or not).
+    #[serde(default = "default_max_containers")]
+    pub max_containers: u32,
+}
+
+fn default_max_containers() -> u32 {
+    10
+}
+
+impl DockerGrant {
+    /// True when `image` matches a granted pattern.
+    pub fn allows_image(&self, image: &str) -> bool {
+        self.images.iter().any(|pattern| glob_match(pattern, image))
+    }
+
+    /// True when `port` may be published on the host.
+    pub fn allows_host_port(&self, port: u16) -> bool {
+        self.host_ports
+            .is_some_and(|r| (r.low..=r.high).contains(&port))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pattern == text;
+    };
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// An inclusive range of ports, written `low-high`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// Lowest allowed port.
+    pub low: u16,
+    /// Highest allowed port.
+    pub high: u16,
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "host port range `{text}` must be `low-high`, as in `18000-18999`"
+            ))
+        };
+        let (low, high) = text.split_once('-').ok_or_else(bad)?;
+        let low: u16 = low.trim().parse().map_err(|_| bad())?;
+        let high: u16 = high.trim().parse().map_err(|_| bad())?;
+        if low == 0 || low > high {
+            return Err(bad());
+        }
+        Ok(PortRange { low, high })
+    }
 }
 
 /// A derivation-path prefix granted to a plugin: `m` followed by indexes,
@@ -174,6 +270,13 @@ impl GrantSet {
         format!("add a prefix of \"{path}\" to `grants.vault` of [plugins.{plugin}] in stack.toml")
     }
 
+    /// Same for Docker.
+    pub fn docker_grant_hint(plugin: &str) -> String {
+        format!(
+            "add `grants.docker = {{ images = [...], host_ports = \"low-high\" }}` to [plugins.{plugin}] in stack.toml"
+        )
+    }
+
     /// Same for the key-value store.
     pub fn kv_grant_hint(plugin: &str) -> String {
         format!("set `grants.kv = true` in [plugins.{plugin}] of stack.toml")
@@ -209,6 +312,27 @@ mod tests {
         ] {
             assert!(bad.parse::<PathPattern>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn docker_policies_match_images_and_ports() {
+        let grant: DockerGrant = toml::from_str(
+            "images = [\"hearth-busybox:*\", \"nginx:1.*-alpine\"]\nhost_ports = \"18000-18999\"",
+        )
+        .unwrap();
+        assert!(grant.allows_image("hearth-busybox:test"));
+        assert!(grant.allows_image("nginx:1.25-alpine"));
+        assert!(!grant.allows_image("nginx:1.25"));
+        assert!(!grant.allows_image("evil/hearth-busybox:test"));
+        assert!(grant.allows_host_port(18000) && grant.allows_host_port(18999));
+        assert!(!grant.allows_host_port(80));
+        assert_eq!(grant.max_containers, 10);
+        assert!(toml::from_str::<DockerGrant>("images = []\nhost_ports = \"9-1\"").is_err());
+        assert!(
+            glob_match("*", "anything")
+                && glob_match("a*b*c", "aXbYc")
+                && !glob_match("a*b", "ab-c")
+        );
     }
 
     #[test]

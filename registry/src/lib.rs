@@ -33,9 +33,13 @@ mod spec;
 mod stack;
 
 pub use call::{CallError, ErrorCode, ResponseEnvelope, Source};
-pub use grants::{GrantSet, PathPattern, PatternError, VaultPrefix, VaultPrefixError};
+pub use grants::{
+    DockerGrant, GrantSet, PathPattern, PatternError, PortRange, VaultPrefix, VaultPrefixError,
+};
 pub use manifest::{ManifestError, PluginManifest, RequestedCapabilities, RuntimePreferences};
 pub use path::{LOCAL_NODE, OperationPath, PathError};
 pub use routing::{InputError, Route, RoutingError, RoutingTable};
 pub use spec::{OpKind, OperationSpec, SpecError};
-pub use stack::{LimitsSection, MAX_MEMORY_MIB, NodeSection, PluginEntry, StackError, StackFile};
+pub use stack::{
+    DockerSection, LimitsSection, MAX_MEMORY_MIB, NodeSection, PluginEntry, StackError, StackFile,
+};

@@ -22,9 +22,21 @@ pub struct StackFile {
     /// Limits on calls and frames.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// The Docker engine the `docker` capability talks to.
+    #[serde(default)]
+    pub docker: DockerSection,
     /// Plugins to load, by name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginEntry>,
+}
+
+/// `[docker]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSection {
+    /// The engine's Unix socket; `/var/run/docker.sock` by default.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
 }
 
 /// `[node]`.
@@ -206,6 +218,7 @@ impl StackFile {
         stack.node.data_dir.as_mut().map(resolve);
         stack.node.socket.as_mut().map(resolve);
         stack.node.cache_dir.as_mut().map(resolve);
+        stack.docker.socket.as_mut().map(resolve);
         for entry in stack.plugins.values_mut() {
             entry.path.as_mut().map(resolve);
         }

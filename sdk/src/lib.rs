@@ -40,6 +40,7 @@ extern crate self as hearth_sdk;
 
 mod context;
 mod dispatch;
+pub mod docker;
 pub mod env;
 mod error;
 pub mod kv;
@@ -72,7 +73,9 @@ pub use dispatch::{Adapter, Operation, Operations, Plugin};
 
 /// Everything a plugin usually needs in one import.
 pub mod prelude {
-    pub use crate::{CallError, Context, ErrorCode, Operations, Plugin, env, kv, log, vault};
+    pub use crate::{
+        CallError, Context, ErrorCode, Operations, Plugin, docker, env, kv, log, vault,
+    };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
 }

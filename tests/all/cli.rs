@@ -95,11 +95,12 @@ fn plugins_lists_versions_and_grants() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["echo", "relay", "signer"]);
-    assert_eq!(plugins[0]["version"], "0.1.0");
-    assert_eq!(plugins[0]["grants"]["kv"], true);
+    assert_eq!(names, ["docker", "echo", "relay", "signer"]);
+    assert_eq!(plugins[1]["version"], "0.1.0");
+    assert_eq!(plugins[1]["grants"]["kv"], true);
+    assert_eq!(plugins[0]["grants"]["docker"]["max_containers"], 20);
     assert_eq!(
-        plugins[1]["grants"]["env"],
+        plugins[2]["grants"]["env"],
         serde_json::json!(["/node/echo/*", "/node/relay/cycle"])
     );
     let text = node.cli(&["plugins"]).stdout();

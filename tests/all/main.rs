@@ -4,6 +4,7 @@
 
 mod cli;
 mod config;
+mod docker;
 mod limits;
 mod socket;
 mod vault;

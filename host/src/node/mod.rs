@@ -81,6 +81,7 @@ pub struct Node {
     runtime: Runtime,
     kv: KvStore,
     vault: Arc<Vault>,
+    docker: Arc<crate::docker::DockerEngine>,
     limits: LimitsSection,
     started: Instant,
     this: Weak<Node>,
@@ -125,6 +126,10 @@ impl Node {
             runtime,
             kv,
             vault,
+            docker: Arc::new(crate::docker::DockerEngine::new(
+                config.docker_socket.clone(),
+                &config.name,
+            )),
             limits: config.limits.clone(),
             started: Instant::now(),
             this: this.clone(),
@@ -408,6 +413,10 @@ impl HostServices for Node {
 
     fn vault(&self) -> Arc<crate::vault::Vault> {
         self.vault.clone()
+    }
+
+    fn docker(&self) -> Arc<crate::docker::DockerEngine> {
+        self.docker.clone()
     }
 
     fn kv_get(

@@ -81,6 +81,8 @@ struct Grants {
     kv: bool,
     env: Vec<String>,
     vault: Vec<String>,
+    /// The docker policy, when granted.
+    docker: Option<serde_json::Value>,
 }
 
 fn spec<I: JsonSchema, O: JsonSchema>(
@@ -306,6 +308,11 @@ pub(super) async fn handle(
                         kv: p.grants.kv,
                         env: p.grants.env.iter().map(ToString::to_string).collect(),
                         vault: p.grants.vault.iter().map(ToString::to_string).collect(),
+                        docker: p
+                            .grants
+                            .docker
+                            .as_ref()
+                            .and_then(|d| serde_json::to_value(d).ok()),
                     },
                     limits: PluginLimits {
                         memory_mib: p.settings.memory_bytes >> 20,

@@ -63,6 +63,8 @@ pub trait HostServices: Send + Sync + 'static {
     fn kv_delete(&self, plugin: Arc<str>, key: String) -> BoxFuture<Result<bool, CallError>>;
     /// The node's vault.
     fn vault(&self) -> Arc<crate::vault::Vault>;
+    /// The node's Docker engine.
+    fn docker(&self) -> Arc<crate::docker::DockerEngine>;
     /// Lists keys with `prefix` in `plugin`'s namespace.
     fn kv_list(
         &self,
@@ -319,6 +321,123 @@ impl imports::vault::Host for CallState {
             Ok((vault, path)) => vault_result(vault.decrypt(&path, &envelope)),
             Err(e) => Err(bindings::call_error_to_wit(e)),
         })
+    }
+}
+
+impl CallState {
+    /// The engine and the policy, when the plugin was granted Docker.
+    fn check_docker(
+        &self,
+    ) -> Result<
+        (
+            Arc<crate::docker::DockerEngine>,
+            hearth_registry::DockerGrant,
+        ),
+        CallError,
+    > {
+        let Some(policy) = self.caller.grants.docker.clone() else {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "plugin `{}` has no docker grant; {}",
+                    self.caller.plugin,
+                    GrantSet::docker_grant_hint(&self.caller.plugin)
+                ),
+            ));
+        };
+        Ok((self.services("docker")?.docker(), policy))
+    }
+}
+
+fn wit_result<T>(result: Result<T, CallError>) -> wasmtime::Result<Result<T, wit::CallError>> {
+    Ok(result.map_err(bindings::call_error_to_wit))
+}
+
+impl imports::docker::Host for CallState {
+    async fn create(
+        &mut self,
+        request: imports::docker::CreateRequest,
+    ) -> wasmtime::Result<Result<String, wit::CallError>> {
+        let (engine, policy) = match self.check_docker() {
+            Ok(v) => v,
+            Err(e) => return wit_result(Err(e)),
+        };
+        let request = crate::docker::CreateRequest {
+            image: request.image,
+            name: request.name,
+            env: request.env,
+            ports: request
+                .ports
+                .into_iter()
+                .map(|p| crate::docker::PortMapping {
+                    container_port: p.container_port,
+                    host_port: p.host_port,
+                    protocol: p.protocol,
+                })
+                .collect(),
+            command: request.command,
+            labels: request.labels,
+        };
+        wit_result(engine.create(&self.caller.plugin, &policy, request).await)
+    }
+
+    async fn inspect(
+        &mut self,
+        container: String,
+    ) -> wasmtime::Result<Result<String, wit::CallError>> {
+        match self.check_docker() {
+            Ok((engine, _)) => wit_result(engine.inspect(&self.caller.plugin, &container).await),
+            Err(e) => wit_result(Err(e)),
+        }
+    }
+
+    async fn list_containers(
+        &mut self,
+        all: bool,
+    ) -> wasmtime::Result<Result<String, wit::CallError>> {
+        match self.check_docker() {
+            Ok((engine, _)) => wit_result(engine.list(&self.caller.plugin, all).await),
+            Err(e) => wit_result(Err(e)),
+        }
+    }
+
+    async fn stop(
+        &mut self,
+        container: String,
+        timeout_secs: u32,
+    ) -> wasmtime::Result<Result<(), wit::CallError>> {
+        match self.check_docker() {
+            Ok((engine, _)) => wit_result(
+                engine
+                    .stop(&self.caller.plugin, &container, timeout_secs)
+                    .await,
+            ),
+            Err(e) => wit_result(Err(e)),
+        }
+    }
+
+    async fn remove(
+        &mut self,
+        container: String,
+        force: bool,
+    ) -> wasmtime::Result<Result<(), wit::CallError>> {
+        match self.check_docker() {
+            Ok((engine, _)) => {
+                wit_result(engine.remove(&self.caller.plugin, &container, force).await)
+            }
+            Err(e) => wit_result(Err(e)),
+        }
+    }
+
+    async fn logs(
+        &mut self,
+        container: String,
+        tail: u32,
+    ) -> wasmtime::Result<Result<Vec<String>, wit::CallError>> {
+        match self.check_docker() {
+            Ok((engine, _)) => wit_result(engine.logs(&self.caller.plugin, &container, tail).await),
+            Err(e) => wit_result(Err(e)),
+        }
     }
 }
 
