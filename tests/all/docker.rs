@@ -29,7 +29,10 @@ fn engine() {
                 .args(["-c", "dockerd >/tmp/hearth-test-dockerd.log 2>&1 &"])
                 .status()
                 .expect("a shell to start dockerd");
-            assert!(started.success(), "dockerd is installed (apt-get install docker.io) and can be started");
+            assert!(
+                started.success(),
+                "dockerd is installed (apt-get install docker.io) and can be started"
+            );
             let started = Instant::now();
             while !docker(&["info"]).status.success() {
                 assert!(

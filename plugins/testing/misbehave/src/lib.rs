@@ -56,6 +56,8 @@ fn hog(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
     }
 }
 
+// Unbounded on purpose: the point is to overflow the stack.
+#[allow(unconditional_recursion)]
 fn depth(n: u64) -> u64 {
     // Not a tail call, and opaque to the optimiser: each level keeps a frame.
     let buffer = black_box([n; 16]);
