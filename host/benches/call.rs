@@ -40,6 +40,7 @@ fn request(path: &str) -> CallRequest {
         identity: Identity::node(),
         metadata: Vec::new(),
         timeout: None,
+        events: None,
     }
 }
 

@@ -73,7 +73,13 @@ pub struct CallOptions {
     pub metadata: Vec<(String, String)>,
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<WireResult, ClientError>>>>>;
+/// A call waiting for its reply, and where its events go.
+struct Waiting {
+    reply: oneshot::Sender<Result<WireResult, ClientError>>,
+    events: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, Waiting>>>;
 
 /// A connection to a node.
 pub struct Client {
@@ -85,9 +91,7 @@ pub struct Client {
     reader: tokio::task::JoinHandle<()>,
 }
 
-fn lock(
-    pending: &Pending,
-) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<WireResult, ClientError>>>> {
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
     pending.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -161,9 +165,28 @@ impl Client {
         input: &str,
         options: CallOptions,
     ) -> Result<ResponseEnvelope, ClientError> {
+        self.call_with_events(path, input, options, |_| {}).await
+    }
+
+    /// Calls `path`, handing each event of a subscription to `on_event`
+    /// (as JSON text) as it arrives, until the call's reply.
+    pub async fn call_with_events(
+        &self,
+        path: &str,
+        input: &str,
+        options: CallOptions,
+        mut on_event: impl FnMut(String),
+    ) -> Result<ResponseEnvelope, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(id, tx);
+        let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.pending).insert(
+            id,
+            Waiting {
+                reply: tx,
+                events: Some(events_tx),
+            },
+        );
         let frame = ClientFrame::Call(CallFrame {
             id,
             path: path.to_owned(),
@@ -177,7 +200,18 @@ impl Client {
             lock(&self.pending).remove(&id);
             return Err(err);
         }
-        match rx.await {
+        tokio::pin!(rx);
+        let reply = loop {
+            tokio::select! {
+                biased;
+                Some(event) = events_rx.recv() => on_event(event),
+                reply = &mut rx => break reply,
+            }
+        };
+        while let Ok(event) = events_rx.try_recv() {
+            on_event(event);
+        }
+        match reply {
             Ok(Ok(WireResult::Ok(response))) => ResponseEnvelope::try_from(response)
                 .map_err(|e| ClientError::Protocol(format!("output is not JSON: {e}"))),
             Ok(Ok(WireResult::Err(error))) => Err(ClientError::Call(error)),
@@ -220,16 +254,21 @@ async fn read_replies(mut reader: tokio::net::unix::OwnedReadHalf, pending: Pend
     let failure = loop {
         match read_node_frame(&mut reader).await {
             Ok(Some(NodeFrame::Reply { id, result })) => {
-                if let Some(tx) = lock(&pending).remove(&id) {
-                    let _ = tx.send(Ok(result));
+                if let Some(waiting) = lock(&pending).remove(&id) {
+                    let _ = waiting.reply.send(Ok(result));
+                }
+            }
+            Ok(Some(NodeFrame::Event { id, payload })) => {
+                if let Some(events) = lock(&pending).get(&id).and_then(|w| w.events.as_ref()) {
+                    let _ = events.send(payload);
                 }
             }
             Ok(Some(NodeFrame::Refused {
                 id: Some(id),
                 error,
             })) => {
-                if let Some(tx) = lock(&pending).remove(&id) {
-                    let _ = tx.send(Err(ClientError::Refused(error)));
+                if let Some(waiting) = lock(&pending).remove(&id) {
+                    let _ = waiting.reply.send(Err(ClientError::Refused(error)));
                 }
             }
             Ok(Some(NodeFrame::Refused { id: None, error })) => break ClientError::Refused(error),
@@ -240,8 +279,8 @@ async fn read_replies(mut reader: tokio::net::unix::OwnedReadHalf, pending: Pend
     };
     // Whatever ended the connection ends every call still waiting.
     let message = failure.to_string();
-    for (_, tx) in lock(&pending).drain() {
-        let _ = tx.send(Err(match &failure {
+    for (_, waiting) in lock(&pending).drain() {
+        let _ = waiting.reply.send(Err(match &failure {
             ClientError::Refused(e) => ClientError::Refused(e.clone()),
             _ => ClientError::Protocol(message.clone()),
         }));

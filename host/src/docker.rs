@@ -353,6 +353,54 @@ impl DockerEngine {
         }
     }
 
+    /// Forwards lifecycle events of the plugin's containers to `sink` until
+    /// the receiver is gone (the caller left) or the engine goes away.
+    pub async fn watch_events(
+        &self,
+        plugin: &str,
+        sink: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<(), CallError> {
+        let client = self.client().await?;
+        let mut filters = HashMap::new();
+        filters.insert("type".to_owned(), vec!["container".to_owned()]);
+        filters.insert(
+            "label".to_owned(),
+            vec![
+                format!("{PLUGIN_LABEL}={plugin}"),
+                format!("{NODE_LABEL}={}", self.node),
+            ],
+        );
+        let options = bollard::system::EventsOptions::<String> {
+            since: None,
+            until: None,
+            filters,
+        };
+        let mut stream = client.events(Some(options));
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                () = sink.closed() => return Ok(()),
+            };
+            let event = match next {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => return Err(self.engine_error(e, "watching events").await),
+                None => return Err(self.unreachable("the engine closed the event stream")),
+            };
+            let actor = event.actor.unwrap_or_default();
+            let attributes = actor.attributes.unwrap_or_default();
+            let payload = serde_json::json!({
+                "action": event.action,
+                "id": actor.id,
+                "name": attributes.get("name"),
+                "image": attributes.get("image"),
+                "time": event.time,
+            });
+            if sink.send(payload.to_string()).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
     /// The last `tail` lines of an owned container's output.
     pub async fn logs(
         &self,

@@ -76,6 +76,23 @@ impl Operations {
         self.add(name, OpKind::Mutation, description, f)
     }
 
+    /// Registers a subscription: it streams events to the caller (through
+    /// a host capability such as `docker::watch_events`) until the caller
+    /// leaves, then returns.
+    pub fn subscription<I, O, F>(
+        &mut self,
+        name: &'static str,
+        description: &'static str,
+        f: F,
+    ) -> &mut Operation
+    where
+        I: DeserializeOwned + JsonSchema,
+        O: Serialize + JsonSchema,
+        F: Fn(&Context, I) -> Result<O, CallError> + 'static,
+    {
+        self.add(name, OpKind::Subscription, description, f)
+    }
+
     fn add<I, O, F>(
         &mut self,
         name: &'static str,

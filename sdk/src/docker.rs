@@ -36,6 +36,12 @@ pub fn logs(container: &str, tail: u32) -> Result<Vec<String>, CallError> {
     wit_docker::logs(container, tail)
 }
 
+/// Streams lifecycle events of this plugin's containers to the caller of
+/// the current subscription until it leaves.
+pub fn watch_events() -> Result<(), CallError> {
+    wit_docker::watch_events()
+}
+
 fn parse(text: String) -> Result<serde_json::Value, CallError> {
     serde_json::from_str(&text)
         .map_err(|e| CallError::failed(format!("unreadable engine answer: {e}")))

@@ -335,3 +335,73 @@ fn plugins_without_a_docker_grant_are_denied() {
     assert!(out.stderr().contains("error[denied]"), "{}", out.stderr());
     assert!(out.stderr().contains("grants.docker"), "{}", out.stderr());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_start_and_stop_until_the_caller_leaves() {
+    use hearth_host::client::CallOptions;
+    engine();
+    let (node, node_name) = node("");
+    let name = format!("{node_name}-evt");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let client = std::sync::Arc::new(node.client().await);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let subscription = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .call_with_events(
+                    "/node/docker/events",
+                    "{}",
+                    CallOptions::default(),
+                    move |event| {
+                        let _ = tx.send(event);
+                    },
+                )
+                .await
+        })
+    };
+    // The engine only reports events after the watch is set up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let run = serde_json::json!({"image": IMAGE, "name": name, "command": ["/bin/sleep", "30"]})
+        .to_string();
+    node.cli(&["call", "/node/docker/create", &run]).ok_json();
+    let stop = serde_json::json!({"container": name, "timeout_secs": 1}).to_string();
+    node.cli(&["call", "/node/docker/stop", &stop]).ok_json();
+
+    let mut actions = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !(actions.contains(&"start".to_owned()) && actions.contains(&"stop".to_owned())) {
+        let event = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("events so far: {actions:?}"))
+            .expect("the stream is open");
+        let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+        assert_eq!(
+            event["name"],
+            name.as_str(),
+            "only this node's containers: {event}"
+        );
+        actions.push(event["action"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        !subscription.is_finished(),
+        "the subscription streams until the caller leaves"
+    );
+    // The caller leaves: the node ends the subscription and keeps serving.
+    subscription.abort();
+    drop(client);
+    assert_eq!(
+        node.cli(&["call", "/node/echo/ping", r#"{"msg":"after"}"#])
+            .ok_json()["msg"],
+        "after"
+    );
+    // `host call` on a subscription prints events as JSON lines.
+    let ops = node.cli(&["ops", "--json"]).ok_json();
+    let events_op = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|op| op["path"] == "/node/docker/events")
+        .unwrap();
+    assert_eq!(events_op["kind"], "subscription");
+}

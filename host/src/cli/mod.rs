@@ -219,7 +219,10 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
                 metadata,
             };
             with_client(socket, format.json, async |client| {
-                let response = client.call_raw(&path, &input, options).await?;
+                // A subscription's events print as JSON lines as they come.
+                let response = client
+                    .call_with_events(&path, &input, options, |event| output::print_event(&event))
+                    .await?;
                 output::print_response(&response, format.json);
                 Ok(())
             })

@@ -143,3 +143,11 @@ pub fn print_vault_status(status: &Value, json: bool) {
         out!("warning: the seed's memory page could not be locked against swap (RLIMIT_MEMLOCK)");
     }
 }
+
+/// One subscription event, as a JSON line, flushed at once.
+pub fn print_event(event: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{event}");
+    let _ = stdout.flush();
+}

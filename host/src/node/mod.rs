@@ -30,6 +30,8 @@ use crate::vault::Vault;
 
 /// The owner name native operations are registered under.
 const HOST_OWNER: &str = "host";
+/// How long a subscription may stream before the node ends it.
+const SUBSCRIPTION_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Longest deadline a caller may ask for.
 const MAX_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -71,6 +73,8 @@ pub struct CallRequest {
     pub metadata: Vec<(String, String)>,
     /// The caller's deadline; `limits.call_timeout_ms` when absent.
     pub timeout: Option<Duration>,
+    /// Where a subscription's events go, when the caller can take them.
+    pub events: Option<tokio::sync::mpsc::Sender<String>>,
 }
 
 /// A running node.
@@ -186,7 +190,15 @@ impl Node {
         }
         // The operation's limit caps the deadline; a caller may only shorten it.
         let limit = self.operation_timeout(&route);
-        let timeout = request.timeout.map_or(limit, |asked| asked.min(limit));
+        let timeout = if route.spec.kind == hearth_registry::OpKind::Subscription {
+            // A subscription runs until the caller goes away.
+            request
+                .timeout
+                .unwrap_or(SUBSCRIPTION_DEADLINE)
+                .min(SUBSCRIPTION_DEADLINE)
+        } else {
+            request.timeout.map_or(limit, |asked| asked.min(limit))
+        };
         let ctx = CallContext {
             request_id: ulid::Ulid::new().to_string(),
             parent_request_id: None,
@@ -196,6 +208,7 @@ impl Node {
             trusted: false,
             depth: 0,
             chain: vec![path],
+            events: request.events,
         };
         self.execute(route, ctx, &request.input).await
     }
@@ -256,6 +269,7 @@ impl Node {
             trusted: true,
             depth,
             chain,
+            events: None,
         };
         self.execute(route, ctx, &input).await
     }

@@ -56,6 +56,9 @@ pub struct CallContext {
     pub depth: u32,
     /// Paths of this call and its ancestors, outermost first.
     pub chain: Vec<OperationPath>,
+    /// Where a subscription's events go; `None` for calls that cannot
+    /// stream (nested calls, plain clients).
+    pub events: Option<tokio::sync::mpsc::Sender<String>>,
 }
 
 impl CallContext {
@@ -70,6 +73,7 @@ impl CallContext {
             trusted: true,
             depth: 0,
             chain: Vec::new(),
+            events: None,
         }
     }
 

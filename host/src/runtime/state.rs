@@ -354,6 +354,20 @@ fn wit_result<T>(result: Result<T, CallError>) -> wasmtime::Result<Result<T, wit
 }
 
 impl imports::docker::Host for CallState {
+    async fn watch_events(&mut self) -> wasmtime::Result<Result<(), wit::CallError>> {
+        let (engine, _) = match self.check_docker() {
+            Ok(v) => v,
+            Err(e) => return wit_result(Err(e)),
+        };
+        let Some(sink) = self.caller.ctx.events.clone() else {
+            return wit_result(Err(CallError::new(
+                ErrorCode::InvalidInput,
+                "events stream only to a subscription called from outside the node",
+            )));
+        };
+        wit_result(engine.watch_events(&self.caller.plugin, sink).await)
+    }
+
     async fn create(
         &mut self,
         request: imports::docker::CreateRequest,

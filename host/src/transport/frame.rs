@@ -72,6 +72,13 @@ pub enum NodeFrame {
         /// Why.
         error: CallError,
     },
+    /// One event of a subscription call, before its `Reply`.
+    Event {
+        /// The call's id.
+        id: u64,
+        /// The event as JSON text.
+        payload: String,
+    },
 }
 
 /// A call's result on the wire.

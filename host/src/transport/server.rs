@@ -30,6 +30,8 @@ use crate::runtime::Identity;
 const MAX_IN_FLIGHT: usize = 1024;
 /// How long an oversize frame's remaining bytes are discarded before close.
 const DRAIN_ON_CLOSE: Duration = Duration::from_millis(500);
+/// Events of one subscription buffered before the plugin waits.
+const EVENT_QUEUE: usize = 64;
 /// Frames queued for writing per connection.
 const WRITE_QUEUE: usize = 256;
 
@@ -308,18 +310,37 @@ fn start_call(
         tokio::spawn(async move { tx.send(refusal).await });
         return;
     }
+    let (events_tx, mut events_rx) = mpsc::channel::<String>(EVENT_QUEUE);
     let request = CallRequest {
         path: call.path,
         input: call.input,
         identity: identity.clone(),
         metadata: call.metadata,
         timeout: call.timeout_ms.map(Duration::from_millis),
+        events: Some(events_tx),
     };
     let node = node.clone();
     let tx = tx.clone();
     let registry = in_flight.clone();
     let task = tokio::spawn(async move {
-        let result = match node.call(request).await {
+        // Events go out in order, all before the call's reply.
+        let call = node.call(request);
+        tokio::pin!(call);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(payload) = events_rx.recv() => {
+                    if tx.send(NodeFrame::Event { id, payload }).await.is_err() {
+                        return;
+                    }
+                }
+                outcome = &mut call => break outcome,
+            }
+        };
+        while let Ok(payload) = events_rx.try_recv() {
+            let _ = tx.send(NodeFrame::Event { id, payload }).await;
+        }
+        let result = match outcome {
             Ok(response) => WireResult::Ok(response.into()),
             Err(error) => WireResult::Err(error),
         };

@@ -240,6 +240,17 @@ fn logs(_cx: &Context, input: LogsInput) -> Result<Logs, CallError> {
     })
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// Streams `{action, id, name, image, time}` for each lifecycle event of
+/// the containers this node's docker plugin manages.
+fn events(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
+    docker::watch_events()?;
+    Ok(Done { ok: true })
+}
+
 struct Docker;
 
 impl Plugin for Docker {
@@ -266,6 +277,11 @@ impl Plugin for Docker {
             remove,
         );
         ops.query("logs", "The last lines of a container's output.", logs);
+        ops.subscription(
+            "events",
+            "Stream container lifecycle events (JSON lines) until the caller disconnects.",
+            events,
+        );
     }
 }
 

@@ -24,7 +24,7 @@ impl From<CurveName> for Curve {
 }
 
 fn unhex(field: &str, text: &str) -> Result<Vec<u8>, CallError> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(CallError::invalid_input(format!("`{field}` must be hex")));
     }
     (0..text.len())
