@@ -405,3 +405,47 @@ async fn events_stream_start_and_stop_until_the_caller_leaves() {
         .unwrap();
     assert_eq!(events_op["kind"], "subscription");
 }
+
+#[test]
+fn host_call_prints_subscription_events_as_json_lines() {
+    use std::io::BufRead;
+    engine();
+    let (node, node_name) = node("");
+    let name = format!("{node_name}-cli");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let mut child = Command::new(hearth_tests::host_bin())
+        .arg("--socket")
+        .arg(node.socket())
+        .args(["call", "/node/docker/events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let run = serde_json::json!({"image": IMAGE, "name": name, "command": ["/bin/sleep", "30"]})
+        .to_string();
+    node.cli(&["call", "/node/docker/create", &run]).ok_json();
+    let line = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("an event line");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(event["name"], name.as_str());
+    // Still streaming until interrupted.
+    assert!(child.try_wait().unwrap().is_none());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        node.cli(&["call", "/node/echo/ping", r#"{"msg":"x"}"#])
+            .ok_json()["msg"],
+        "x"
+    );
+}
