@@ -41,6 +41,7 @@ fn request(path: &str) -> CallRequest {
         metadata: Vec::new(),
         timeout: None,
         events: None,
+        peer: None,
     }
 }
 

@@ -12,6 +12,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::mesh::features::Features;
+use crate::mesh::{MeshConfig, PeerConfig};
 use crate::runtime::{EngineLimits, PluginSettings};
 use hearth_registry::{
     GrantSet, LimitsSection, ManifestError, PluginManifest, StackError, StackFile,
@@ -52,6 +54,9 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// `[mesh]` or `[peers]` is unusable.
+    #[error("{0}")]
+    Mesh(String),
     /// No home directory to put data in.
     #[error("cannot find a data directory: set HEARTH_DATA_DIR or `node.data_dir` in stack.toml")]
     NoDataDir,
@@ -93,6 +98,8 @@ pub struct NodeConfig {
     pub limits: LimitsSection,
     /// Plugins to load, in name order.
     pub plugins: Vec<PluginSource>,
+    /// The QUIC endpoint and the peers.
+    pub mesh: MeshConfig,
     /// The stack file, or `None` for the embedded default.
     pub origin: Option<PathBuf>,
 }
@@ -109,6 +116,7 @@ impl NodeConfig {
 
     /// Resolves a parsed stack file.
     pub fn from_stack(stack: StackFile, origin: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let mesh = mesh_config(&stack)?;
         let data_dir = match stack.node.data_dir {
             Some(dir) => dir,
             None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
@@ -168,9 +176,57 @@ impl NodeConfig {
             docker_socket: stack.docker.socket,
             limits: stack.limits,
             plugins,
+            mesh,
             origin,
         })
     }
+}
+
+/// Resolves `[mesh]` and `[peers]`: the listen address, feature names
+/// this build knows, and each peer's pinned key.
+fn mesh_config(stack: &StackFile) -> Result<MeshConfig, ConfigError> {
+    let section = &stack.mesh;
+    let listen = section
+        .listen
+        .as_deref()
+        .map(|text| {
+            text.parse().map_err(|_| {
+                ConfigError::Mesh(format!(
+                    "mesh.listen `{text}` is not an IP address and port, as in `0.0.0.0:7400`"
+                ))
+            })
+        })
+        .transpose()?;
+    let features = Features::configured(
+        &section.require_features,
+        &section.optional_features,
+        &section.disable_features,
+    )
+    .map_err(|e| ConfigError::Mesh(e.to_string()))?;
+    let peers = stack
+        .peers
+        .iter()
+        .map(|(name, entry)| {
+            // Checked when the stack file was parsed.
+            let key = entry.key_bytes().ok_or_else(|| {
+                ConfigError::Mesh(format!("peers.{name}.public_key must be 64 hex digits"))
+            })?;
+            Ok(PeerConfig {
+                name: name.clone(),
+                key,
+                address: entry.address.clone(),
+                allow: entry.allow.clone(),
+                scopes: entry.scopes.clone(),
+            })
+        })
+        .collect::<Result<_, ConfigError>>()?;
+    Ok(MeshConfig {
+        listen,
+        advertise: section.advertise.clone(),
+        features,
+        idle_timeout: Duration::from_millis(section.idle_timeout_ms),
+        peers,
+    })
 }
 
 /// Replaced by the stack entry's settings in [`NodeConfig::from_stack`].

@@ -8,6 +8,7 @@
 //! - [`docker`]: the Docker engine behind the `docker` interface;
 //! - [`vault`]: the seed, sealed at rest, and every key derived from it;
 //! - [`transport`]: the Unix-socket protocol and server;
+//! - [`mesh`]: QUIC between nodes: pinned peers, negotiation, remote calls;
 //! - [`client`]: the client library the CLI uses;
 //! - [`cli`]: the `host` command line.
 
@@ -16,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod docker;
 pub mod kv;
+pub mod mesh;
 pub mod node;
 pub mod runtime;
 pub mod transport;

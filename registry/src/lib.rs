@@ -41,5 +41,6 @@ pub use path::{LOCAL_NODE, OperationPath, PathError};
 pub use routing::{InputError, Route, RoutingError, RoutingTable};
 pub use spec::{OpKind, OperationSpec, SpecError};
 pub use stack::{
-    DockerSection, LimitsSection, MAX_MEMORY_MIB, NodeSection, PluginEntry, StackError, StackFile,
+    DockerSection, LimitsSection, MAX_MEMORY_MIB, MeshSection, NodeSection, PeerEntry, PluginEntry,
+    StackError, StackFile,
 };

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::grants::GrantSet;
+use crate::grants::{GrantSet, PathPattern};
+use crate::path::LOCAL_NODE;
 use crate::path::is_valid_segment;
 
 /// The whole `stack.toml`.
@@ -28,6 +29,101 @@ pub struct StackFile {
     /// Plugins to load, by name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginEntry>,
+    /// How this node talks to other nodes over QUIC.
+    #[serde(default)]
+    pub mesh: MeshSection,
+    /// Other nodes this node knows, by the name paths address them with.
+    #[serde(default)]
+    pub peers: BTreeMap<String, PeerEntry>,
+}
+
+/// `[mesh]`: the QUIC endpoint and the features this node negotiates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshSection {
+    /// UDP address to accept peers on, e.g. `0.0.0.0:7400`. Without it the
+    /// node only dials out (and serves calls on the connections it made).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// The `host:port` other operators should dial, as `host id` prints it;
+    /// the listen address (with this machine's name for `0.0.0.0`) when absent.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// Features a peer must support, or the connection is closed.
+    #[serde(default = "default_required_features")]
+    pub require_features: Vec<String>,
+    /// Features used when the peer supports them.
+    #[serde(default = "default_optional_features")]
+    pub optional_features: Vec<String>,
+    /// Features this node will not offer even though it could.
+    #[serde(default)]
+    pub disable_features: Vec<String>,
+    /// A connection with no traffic for this long is considered dead, in
+    /// milliseconds (keep-alives go out at a third of it).
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for MeshSection {
+    fn default() -> Self {
+        MeshSection {
+            listen: None,
+            advertise: None,
+            require_features: default_required_features(),
+            optional_features: default_optional_features(),
+            disable_features: Vec::new(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+        }
+    }
+}
+
+fn default_required_features() -> Vec<String> {
+    vec!["calls".to_owned()]
+}
+fn default_optional_features() -> Vec<String> {
+    ["events", "cancel", "deadlines"]
+        .map(str::to_owned)
+        .to_vec()
+}
+fn default_idle_timeout_ms() -> u64 {
+    10_000
+}
+
+/// `[peers.<name>]`: another node, pinned by its public key.
+///
+/// What `host id` prints on that node is what goes here; `allow` and
+/// `scopes` say what that node may do on this one, nothing by default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    /// Its ed25519 identity key, 64 hex digits. A node presenting any
+    /// other key is refused.
+    pub public_key: String,
+    /// `host:port` to dial; without it this node waits for the peer to dial.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Operations of this node the peer may call, as path patterns
+    /// (`/node/echo/*`); none by default.
+    #[serde(default)]
+    pub allow: Vec<PathPattern>,
+    /// Scopes the peer's calls hold here; none by default.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl PeerEntry {
+    /// The public key as 32 bytes, when it is 64 hex digits.
+    pub fn key_bytes(&self) -> Option<[u8; 32]> {
+        let text = self.public_key.trim();
+        if text.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(key)
+    }
 }
 
 /// `[docker]`.
@@ -246,6 +342,34 @@ impl StackFile {
                 "plugin name `{name}` is not valid: use lowercase letters, digits, `-` and `_`"
             )));
         }
+        let mut keys = BTreeMap::new();
+        for (name, peer) in &stack.peers {
+            if !is_valid_segment(name) || name == LOCAL_NODE || *name == stack.node.name {
+                return Err(invalid(format!(
+                    "peer name `{name}` is not valid: use lowercase letters, digits, `-` and `_`, other than `{LOCAL_NODE}` and this node's own name"
+                )));
+            }
+            let Some(key) = peer.key_bytes() else {
+                return Err(invalid(format!(
+                    "peers.{name}.public_key must be 64 hex digits, as `host id` prints on that node"
+                )));
+            };
+            if let Some(other) = keys.insert(key, name) {
+                return Err(invalid(format!(
+                    "peers `{other}` and `{name}` have the same public key; one node cannot have two names"
+                )));
+            }
+            if peer.address.as_deref().is_some_and(|a| !a.contains(':')) {
+                return Err(invalid(format!(
+                    "peers.{name}.address must be `host:port`, as in `10.0.0.2:7400`"
+                )));
+            }
+        }
+        if stack.mesh.idle_timeout_ms < 100 {
+            return Err(invalid(
+                "mesh.idle_timeout_ms must be at least 100".to_owned(),
+            ));
+        }
         let limits = &stack.limits;
         if limits.call_timeout_ms == 0
             || limits.max_call_depth == 0
@@ -334,6 +458,63 @@ mod tests {
         assert!(StackFile::parse("[plugins.echo]\nmemory_mib = 0", Path::new("s")).is_err());
         assert!(StackFile::parse("[plugins.echo]\nmemory_mib = 5000", Path::new("s")).is_err());
         assert!(StackFile::parse("[plugins.echo]\ntimeout_ms = 0", Path::new("s")).is_err());
+    }
+
+    #[test]
+    fn peers_parse_and_bad_ones_are_refused() {
+        let key = "ab".repeat(32);
+        let stack = StackFile::parse(
+            &format!(
+                r#"
+                [node]
+                name = "head"
+                [mesh]
+                listen = "127.0.0.1:7400"
+                [peers.worker-1]
+                public_key = "{key}"
+                address = "127.0.0.1:7401"
+                allow = ["/node/echo/*"]
+                scopes = ["host:read"]
+                "#
+            ),
+            Path::new("s"),
+        )
+        .unwrap();
+        let peer = &stack.peers["worker-1"];
+        assert_eq!(peer.key_bytes(), Some([0xab; 32]));
+        assert!(peer.allow[0].matches(&"/node/echo/ping".parse().unwrap()));
+        assert_eq!(stack.mesh.require_features, ["calls"]);
+
+        let refused = |text: String, fragment: &str| {
+            let err = StackFile::parse(&text, Path::new("s"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(fragment), "{err}");
+        };
+        refused(
+            "[peers.w]\npublic_key = \"abcd\"".to_owned(),
+            "64 hex digits",
+        );
+        refused(
+            format!("[peers.node]\npublic_key = \"{key}\""),
+            "peer name `node`",
+        );
+        refused(
+            format!("[peers.a]\npublic_key = \"{key}\"\n[peers.b]\npublic_key = \"{key}\""),
+            "same public key",
+        );
+        refused(
+            format!("[peers.a]\npublic_key = \"{key}\"\naddress = \"nohost\""),
+            "host:port",
+        );
+        refused(
+            format!("[peers.a]\npublic_key = \"{key}\"\nallow = [\"echo\"]"),
+            "grant pattern",
+        );
+        refused(
+            format!("[peers.a]\npublic_key = \"{key}\"\nscope = []"),
+            "scope",
+        );
     }
 
     #[test]

@@ -82,7 +82,10 @@ fn a_plugin_signature_verifies_with_the_printed_public_key() {
     assert_eq!(id["path"], "m/74'/0'/0'/0'");
     let text = node.cli(&["id"]).stdout();
     assert!(
-        text.starts_with(id["public_key"].as_str().unwrap()),
+        text.contains(&format!(
+            "public_key = \"{}\"",
+            id["public_key"].as_str().unwrap()
+        )),
         "{text}"
     );
 

@@ -1,4 +1,5 @@
-//! The `host` command line: `serve`, `call`, `ops`, `plugins`.
+//! The `host` command line: `serve`, `call`, `ops`, `plugins`, `peers`,
+//! `version`, `id`, `vault`, `bench`.
 //!
 //! Every command but `serve` is a client of a running node through
 //! [`crate::client`]; `ops` and `plugins` are calls to `/node/host/*`, so
@@ -51,7 +52,7 @@ enum Command {
         #[command(subcommand)]
         command: vault::VaultCommand,
     },
-    /// Print the node's public identity key and fingerprint.
+    /// Print the `[peers.<name>]` entry another node pastes to pair with this one.
     Id {
         #[command(flatten)]
         format: Format,
@@ -78,6 +79,16 @@ enum Command {
     },
     /// List loaded plugins with versions and grants.
     Plugins {
+        #[command(flatten)]
+        format: Format,
+    },
+    /// List the configured peers: state, round-trip time, negotiated features.
+    Peers {
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Show this node's versions and mesh features.
+    Version {
         #[command(flatten)]
         format: Format,
     },
@@ -266,6 +277,26 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
                 warmup: Duration::from_secs_f64(warmup),
             };
             bench::run(plan, format.json).await
+        }
+        Command::Peers { format } => {
+            with_client(socket, format.json, async |client| {
+                let response = client
+                    .call("/node/host/peers", &serde_json::json!({}))
+                    .await?;
+                output::print_peers(&response.output, format.json);
+                Ok(())
+            })
+            .await
+        }
+        Command::Version { format } => {
+            with_client(socket, format.json, async |client| {
+                let response = client
+                    .call("/node/host/version", &serde_json::json!({}))
+                    .await?;
+                output::print_version(&response.output, format.json);
+                Ok(())
+            })
+            .await
         }
         Command::Plugins { format } => {
             with_client(socket, format.json, async |client| {

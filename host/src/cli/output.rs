@@ -104,21 +104,121 @@ pub fn print_plugins(plugins: &Value, json: bool) {
     }
 }
 
-/// `host id`.
+/// `host id`: the `[peers.<name>]` entry another operator pastes into
+/// their `stack.toml` to pair with this node.
 pub fn print_identity(id: &Value, json: bool) {
     if json {
         out!("{}", pretty(id));
         return;
     }
     let s = |name: &str| id[name].as_str().unwrap_or_default().to_owned();
-    out!("{}", s("public_key"));
-    out!("fingerprint: {}", s("fingerprint"));
+    let node = id["node"].as_str().unwrap_or("this-node");
     if id["ephemeral"].as_bool().unwrap_or(false) {
         out!(
-            "ephemeral: no vault on this node, so this key lasts until it stops (`host vault init`)"
+            "# ephemeral: no vault on this node, so this key lasts until it stops (`host vault init`)"
         );
     } else {
-        out!("path: {} (ed25519, SLIP-0010)", s("path"));
+        out!("# node `{node}`: ed25519 {} (SLIP-0010)", s("path"));
+    }
+    out!("# fingerprint: {}", s("fingerprint"));
+    out!("# To pair, paste this into the other node's stack.toml, and grant there");
+    out!("# what this node may call with `allow = [\"/node/echo/*\"]` (nothing by default).");
+    out!("[peers.{node}]");
+    out!("public_key = \"{}\"", s("public_key"));
+    match id["address"].as_str() {
+        Some(address) => out!("address = \"{address}\""),
+        None => out!(
+            "# address = \"…\"  (this node does not accept peers: set `mesh.listen` to be dialed)"
+        ),
+    }
+}
+
+/// `host peers`: one line per peer, then its details.
+pub fn print_peers(peers: &Value, json: bool) {
+    if json {
+        out!("{}", pretty(peers));
+        return;
+    }
+    let list = peers["peers"].as_array().cloned().unwrap_or_default();
+    let listen = peers["listen"].as_str().unwrap_or("not listening");
+    out!(
+        "node `{}` ({listen}): {} peer(s)",
+        peers["node"].as_str().unwrap_or_default(),
+        list.len()
+    );
+    for p in &list {
+        let s = |name: &str| p[name].as_str().unwrap_or_default().to_owned();
+        let strings = |name: &str| -> Vec<String> {
+            p[name]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        };
+        let rtt = p["rtt_ms"]
+            .as_f64()
+            .map(|ms| format!("  rtt {ms:.2} ms"))
+            .unwrap_or_default();
+        let direction = p["direction"]
+            .as_str()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        out!(
+            "{}  {}{direction}{rtt}  {}",
+            s("name"),
+            s("state"),
+            p["address"].as_str().unwrap_or("(dials us)")
+        );
+        out!("    key: {} ({})", s("public_key"), s("fingerprint"));
+        if s("state") == "connected" {
+            out!(
+                "    features: {}  version: {}",
+                strings("features").join(", "),
+                s("version")
+            );
+        }
+        if let Some(error) = p["last_error"].as_str() {
+            out!("    last error: {error}");
+        }
+        out!(
+            "    may call here: [{}]  scopes: [{}]",
+            strings("allow").join(", "),
+            strings("scopes").join(", ")
+        );
+    }
+}
+
+/// `host version`: this node's versions and mesh features.
+pub fn print_version(version: &Value, json: bool) {
+    if json {
+        out!("{}", pretty(version));
+        return;
+    }
+    let list = |v: &Value| -> String {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mesh = &version["mesh"];
+    out!(
+        "host {} (node `{}`)",
+        version["version"].as_str().unwrap_or_default(),
+        version["node"].as_str().unwrap_or_default()
+    );
+    out!("wit: {}", version["wit"].as_str().unwrap_or_default());
+    out!("socket protocol: {}", version["protocol"]);
+    out!("mesh protocol: {}", mesh["protocol"]);
+    out!("features required: {}", list(&mesh["required"]));
+    out!("features optional: {}", list(&mesh["optional"]));
+    out!("features supported: {}", list(&mesh["supported"]));
+    if let Some(negotiated) = version["negotiated"].as_object() {
+        for (peer, features) in negotiated {
+            out!("negotiated with {peer}: {}", list(features));
+        }
     }
 }
 

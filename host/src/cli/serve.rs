@@ -42,13 +42,14 @@ async fn serve(
     unlock_at_start(&node, passphrase_file.as_deref()).await?;
     let server = SocketServer::bind(&config.socket).await?;
     println!(
-        "hearth node `{}` ready in {} ms: {} plugins, {} operations\nidentity: {}\nsocket: {}\ndata: {}\nconfig: {}",
+        "hearth node `{}` ready in {} ms: {} plugins, {} operations\nidentity: {}\nsocket: {}\nmesh: {}\ndata: {}\nconfig: {}",
         node.name(),
         started.elapsed().as_millis(),
         node.plugins().len(),
         node.routes().len(),
         identity_line(&node),
         server.path().display(),
+        mesh_line(&node),
         config.data_dir.display(),
         config.origin.as_ref().map_or_else(
             || "embedded default (examples/stack.toml)".to_owned(),
@@ -58,12 +59,25 @@ async fn serve(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     tokio::select! {
-        () = server.serve(node) => {}
+        () = server.serve(node.clone()) => {}
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
     }
+    node.mesh().close();
     drop(server);
     Ok(())
+}
+
+fn mesh_line(node: &Node) -> String {
+    let mesh = node.mesh();
+    let peers = mesh.peer_names().count();
+    match mesh.listen_addr() {
+        Some(addr) => format!("QUIC on {addr}, {peers} peer(s) (`host peers`)"),
+        None if peers > 0 => {
+            format!("dialing {peers} peer(s), not accepting (`mesh.listen` unset)")
+        }
+        None => "off (no `mesh.listen`, no [peers])".to_owned(),
+    }
 }
 
 /// Unlocks the vault when one exists and a passphrase is at hand; a wrong

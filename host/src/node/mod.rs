@@ -7,6 +7,10 @@
 //! parent's request id, inherits the parent's deadline, and fails with
 //! `resource-exhausted` past `limits.max_call_depth`.
 //!
+//! A path whose node segment names a peer goes to [`crate::mesh`]; a call
+//! that arrives from a peer carries the peer's `allow` list, is refused for
+//! anything outside it, and is never forwarded to a third node.
+//!
 //! It does not know about sockets or frames (see `transport`) or how wasm
 //! runs (see `runtime`).
 
@@ -17,12 +21,14 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use hearth_registry::{
-    CallError, ErrorCode, GrantSet, LOCAL_NODE, LimitsSection, OperationPath, ResponseEnvelope,
-    Route, RoutingTable, Source,
+    CallError, ErrorCode, GrantSet, LOCAL_NODE, LimitsSection, OperationPath, PathPattern,
+    ResponseEnvelope, Route, RoutingTable, Source,
 };
 
 use crate::config::{NodeConfig, PluginSource};
 use crate::kv::KvStore;
+use crate::mesh::Mesh;
+use crate::mesh::call::RemoteCall;
 use crate::runtime::{
     BoxFuture, CallContext, Caller, HostServices, Identity, LoadedPlugin, Runtime,
 };
@@ -58,6 +64,30 @@ pub enum StartError {
     /// Two operations share a path.
     #[error(transparent)]
     Routing(#[from] hearth_registry::RoutingError),
+    /// The mesh endpoint could not start.
+    #[error(transparent)]
+    Mesh(#[from] crate::mesh::MeshError),
+}
+
+/// The peer a call came from, and what it may do here.
+#[derive(Debug, Clone)]
+pub struct PeerCaller {
+    /// The peer's name in this node's `[peers]`.
+    pub name: String,
+    /// Operations it may call here (`[peers.<name>].allow`).
+    pub allow: Arc<[PathPattern]>,
+    /// The request on the peer that made this call, if nested there.
+    pub parent_request_id: Option<String>,
+    /// How deeply nested the call already is on the peer.
+    pub depth: u32,
+}
+
+/// Where a path leads.
+enum Target {
+    /// An operation of this node, addressed through [`LOCAL_NODE`].
+    Local(OperationPath),
+    /// An operation of a peer: its name, and the path as it serves it.
+    Remote { peer: String, path: OperationPath },
 }
 
 /// A call from outside the node.
@@ -75,6 +105,8 @@ pub struct CallRequest {
     pub timeout: Option<Duration>,
     /// Where a subscription's events go, when the caller can take them.
     pub events: Option<tokio::sync::mpsc::Sender<String>>,
+    /// Set when the call came from a peer over the mesh.
+    pub peer: Option<PeerCaller>,
 }
 
 /// A running node.
@@ -86,6 +118,7 @@ pub struct Node {
     kv: KvStore,
     vault: Arc<Vault>,
     docker: Arc<crate::docker::DockerEngine>,
+    mesh: Arc<Mesh>,
     limits: LimitsSection,
     started: Instant,
     this: Weak<Node>,
@@ -123,7 +156,8 @@ impl Node {
                 routes.insert(spec.clone(), &plugin.name)?;
             }
         }
-        Ok(Arc::new_cyclic(|this| Node {
+        let mesh = Mesh::bind(&config.name, &config.mesh, vault.clone())?;
+        let node = Arc::new_cyclic(|this| Node {
             name: config.name.clone(),
             routes,
             plugins,
@@ -134,10 +168,18 @@ impl Node {
                 config.docker_socket.clone(),
                 &config.name,
             )),
+            mesh: mesh.clone(),
             limits: config.limits.clone(),
             started: Instant::now(),
             this: this.clone(),
-        }))
+        });
+        mesh.start(Arc::downgrade(&node));
+        Ok(node)
+    }
+
+    /// The mesh: peers and calls to them.
+    pub fn mesh(&self) -> &Arc<Mesh> {
+        &self.mesh
     }
 
     /// This node's name.
@@ -172,7 +214,17 @@ impl Node {
 
     /// Serves a call from outside the node.
     pub async fn call(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
-        let path = self.resolve(&request.path)?;
+        let path = match self.resolve(&request.path)? {
+            Target::Local(path) => path,
+            Target::Remote { peer, path } => return self.call_remote(request, peer, path).await,
+        };
+        let (depth, parent_request_id) = match &request.peer {
+            Some(caller) => {
+                self.check_peer_call(caller, &path)?;
+                (caller.depth, caller.parent_request_id.clone())
+            }
+            None => (0, None),
+        };
         let route = self.routes.lookup(&path)?;
         if let Some(missing) = route
             .spec
@@ -201,16 +253,80 @@ impl Node {
         };
         let ctx = CallContext {
             request_id: ulid::Ulid::new().to_string(),
-            parent_request_id: None,
+            parent_request_id,
             identity: request.identity,
             metadata: request.metadata,
             deadline: Instant::now() + timeout,
             trusted: false,
-            depth: 0,
+            depth,
             chain: vec![path],
             events: request.events,
         };
         self.execute(route, ctx, &request.input).await
+    }
+
+    /// A call from outside to a peer's operation.
+    async fn call_remote(
+        &self,
+        request: CallRequest,
+        peer: String,
+        path: OperationPath,
+    ) -> Result<ResponseEnvelope, CallError> {
+        if let Some(caller) = &request.peer {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "peer `{}` asked this node to forward a call to `{peer}`; calls are never forwarded between peers: call `{peer}` directly",
+                    caller.name
+                ),
+            ));
+        }
+        // Without a deadline of its own the call gets the peer's limit for
+        // the operation (or runs as long as a subscription may), so only
+        // an explicit one travels.
+        let budget = request.timeout.unwrap_or(SUBSCRIPTION_DEADLINE);
+        self.mesh
+            .call(
+                &peer,
+                RemoteCall {
+                    path,
+                    input: request.input,
+                    metadata: request.metadata,
+                    deadline: Instant::now() + budget.min(SUBSCRIPTION_DEADLINE),
+                    send_deadline: request.timeout.is_some(),
+                    parent_request_id: None,
+                    depth: 0,
+                    events: request.events,
+                },
+            )
+            .await
+    }
+
+    /// A peer may call only what its `allow` list covers, no deeper than
+    /// the depth bound.
+    fn check_peer_call(&self, caller: &PeerCaller, path: &OperationPath) -> Result<(), CallError> {
+        if !caller.allow.iter().any(|pattern| pattern.matches(path)) {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "peer `{}` may not call {path} on `{}`; add \"{path}\" (or a pattern such as \"/node/{}/*\") to `allow` of [peers.{}] in that node's stack.toml",
+                    caller.name,
+                    self.name,
+                    path.namespace(),
+                    caller.name
+                ),
+            ));
+        }
+        if caller.depth >= self.limits.max_call_depth {
+            return Err(CallError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "call depth limit {} reached at {path} on `{}` (called from `{}`); nodes are calling each other in a cycle, or raise `limits.max_call_depth`",
+                    self.limits.max_call_depth, self.name, caller.name
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A nested call made by a plugin through `env`.
@@ -220,7 +336,15 @@ impl Node {
         path: String,
         input: String,
     ) -> Result<ResponseEnvelope, CallError> {
-        let path = self.resolve(&path)?;
+        let target = self.resolve(&path)?;
+        // Grants name peers by name: `/worker-1/echo/*`.
+        let path = match &target {
+            Target::Local(path) => path.clone(),
+            Target::Remote { peer, path } => {
+                OperationPath::new(peer, path.namespace(), path.name())
+                    .map_err(|e| CallError::new(ErrorCode::NotFound, e.to_string()))?
+            }
+        };
         if !caller.grants.allows_env(&path) {
             return Err(CallError::new(
                 ErrorCode::Denied,
@@ -254,6 +378,27 @@ impl Node {
                 ),
             ));
         }
+        let path = match target {
+            Target::Local(path) => path,
+            Target::Remote { peer, path } => {
+                return self
+                    .mesh
+                    .call(
+                        &peer,
+                        RemoteCall {
+                            path,
+                            input,
+                            metadata: parent.metadata,
+                            deadline: parent.deadline,
+                            send_deadline: true,
+                            parent_request_id: Some(parent.request_id),
+                            depth,
+                            events: None,
+                        },
+                    )
+                    .await;
+            }
+        };
         let route = self.routes.lookup(&path)?;
         let mut chain = parent.chain;
         chain.push(path);
@@ -274,23 +419,36 @@ impl Node {
         self.execute(route, ctx, &input).await
     }
 
-    /// Parses a path and maps a local alias to [`LOCAL_NODE`].
-    fn resolve(&self, asked: &str) -> Result<OperationPath, CallError> {
+    /// Parses a path: this node's (through any alias), a peer's, or an
+    /// error naming the nodes it could have meant.
+    fn resolve(&self, asked: &str) -> Result<Target, CallError> {
         let path: OperationPath = asked.parse().map_err(|e: hearth_registry::PathError| {
             let not_found = self.routes.not_found(asked);
             CallError::new(ErrorCode::NotFound, format!("{e}; {not_found}"))
         })?;
-        if !path.is_local(&self.name) {
-            return Err(CallError::new(
-                ErrorCode::NotFound,
-                format!(
-                    "unknown node `{}` in {path}: this node is `{}` (or `{LOCAL_NODE}`) and has no peers",
-                    path.node(),
-                    self.name
-                ),
-            ));
+        if path.is_local(&self.name) {
+            return Ok(Target::Local(path.to_local()));
         }
-        Ok(path.to_local())
+        if self.mesh.is_peer(path.node()) {
+            return Ok(Target::Remote {
+                peer: path.node().to_owned(),
+                path: path.to_local(),
+            });
+        }
+        let peers: Vec<&str> = self.mesh.peer_names().collect();
+        let peers = if peers.is_empty() {
+            "has no peers".to_owned()
+        } else {
+            format!("knows the peers {}", peers.join(", "))
+        };
+        Err(CallError::new(
+            ErrorCode::NotFound,
+            format!(
+                "unknown node `{}` in {path}: this node is `{}` (or `{LOCAL_NODE}`) and {peers}; add a peer under [peers] in stack.toml",
+                path.node(),
+                self.name
+            ),
+        ))
     }
 
     /// Validates input and runs the route with `ctx`.

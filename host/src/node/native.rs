@@ -26,9 +26,15 @@ struct Ping {
 /// Output of `/node/host/version`.
 #[derive(Serialize, JsonSchema)]
 struct Version {
+    node: String,
     version: String,
     wit: String,
+    /// The Unix-socket protocol.
     protocol: u32,
+    /// The mesh protocol and this node's features.
+    mesh: crate::mesh::MeshVersion,
+    /// Features negotiated with each connected peer.
+    negotiated: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One entry of `/node/host/ops`.
@@ -134,6 +140,11 @@ pub(super) fn specs() -> Vec<OperationSpec> {
             "Loaded plugins with versions and grants.",
             &["host:read"],
         ),
+        spec::<Empty, Peers>(
+            "peers",
+            "Every configured peer: state, round-trip time, negotiated features, last error.",
+            &["host:read"],
+        ),
     ]
     .into_iter()
     .chain(vault_specs())
@@ -158,6 +169,15 @@ struct VaultStatusOutput {
     memory_locked: Option<bool>,
 }
 
+/// Output of `/node/host/peers`.
+#[derive(Serialize, JsonSchema)]
+struct Peers {
+    node: String,
+    /// Where this node accepts peers, if it does.
+    listen: Option<String>,
+    peers: Vec<crate::mesh::PeerStatus>,
+}
+
 /// Output of `/node/host/id`.
 #[derive(Serialize, JsonSchema)]
 struct IdentityOutput {
@@ -165,6 +185,10 @@ struct IdentityOutput {
     fingerprint: String,
     ephemeral: bool,
     path: Option<String>,
+    /// The node's name, as peers should address it.
+    node: Option<String>,
+    /// Where peers should dial it, when it accepts peers.
+    address: Option<String>,
 }
 
 fn identity_output(id: crate::vault::NodeIdentity) -> IdentityOutput {
@@ -173,6 +197,8 @@ fn identity_output(id: crate::vault::NodeIdentity) -> IdentityOutput {
         fingerprint: id.fingerprint,
         ephemeral: id.ephemeral,
         path: id.path,
+        node: None,
+        address: None,
     }
 }
 
@@ -256,9 +282,10 @@ pub(super) async fn handle(
         return encode(serde_json::to_value(status_output(vault.status())));
     }
     if path.name() == "id" {
-        return encode(serde_json::to_value(identity_output(
-            node.vault().identity(),
-        )));
+        let mut id = identity_output(node.vault().identity());
+        id.node = Some(node.name().to_owned());
+        id.address = node.mesh().advertised_address();
+        return encode(serde_json::to_value(id));
     }
     let name = path.name();
     let output = match name {
@@ -270,9 +297,23 @@ pub(super) async fn handle(
             uptime_ms: node.uptime().as_millis() as u64,
         }),
         "version" => serde_json::to_value(Version {
+            node: node.name().to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             wit: WIT_PACKAGE.to_owned(),
             protocol: crate::transport::PROTOCOL_VERSION,
+            mesh: node.mesh().version(),
+            negotiated: node
+                .mesh()
+                .status()
+                .into_iter()
+                .filter(|p| p.state == "connected")
+                .map(|p| (p.name, p.features))
+                .collect(),
+        }),
+        "peers" => serde_json::to_value(Peers {
+            node: node.name().to_owned(),
+            listen: node.mesh().listen_addr().map(|a| a.to_string()),
+            peers: node.mesh().status(),
         }),
         "ops" => serde_json::to_value(
             node.routes()

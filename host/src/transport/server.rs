@@ -318,6 +318,7 @@ fn start_call(
         metadata: call.metadata,
         timeout: call.timeout_ms.map(Duration::from_millis),
         events: Some(events_tx),
+        peer: None,
     };
     let node = node.clone();
     let tx = tx.clone();

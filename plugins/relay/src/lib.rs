@@ -3,7 +3,8 @@
 //! `ping` calls `/node/echo/ping` and shows both request ids, so a caller
 //! can see the nested call carried this call's id as its parent. `forward`
 //! calls any path (only granted paths succeed). `cycle` calls itself until
-//! the host's depth bound stops it.
+//! the host's depth bound stops it. `gather` calls several operations,
+//! on this node or on peers, and returns each answer or error.
 
 use hearth_sdk::env;
 use hearth_sdk::prelude::*;
@@ -71,6 +72,60 @@ fn cycle(_cx: &Context, _input: Empty) -> Result<CycleOutput, CallError> {
     Ok(reply.output)
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct GatherInput {
+    /// The calls to make, in order.
+    calls: Vec<ForwardInput>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Gathered {
+    /// The path called.
+    path: String,
+    /// Its output, when it succeeded.
+    output: Option<serde_json::Value>,
+    /// Who answered (`{"remote": "worker-1"}` for another node).
+    source: Option<serde_json::Value>,
+    /// Its error, `code: message`, when it failed.
+    error: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct GatherOutput {
+    results: Vec<Gathered>,
+}
+
+/// Composition across nodes: one call per entry, each answer or error kept,
+/// so a caller sees every node's part even when one fails.
+fn gather(_cx: &Context, input: GatherInput) -> Result<GatherOutput, CallError> {
+    let results = input
+        .calls
+        .into_iter()
+        .map(
+            |call| match env::call::<_, serde_json::Value>(&call.path, &call.input) {
+                Ok(reply) => Gathered {
+                    path: call.path,
+                    output: Some(reply.output),
+                    source: Some(match reply.source {
+                        env::Source::Plugin(name) => serde_json::json!({ "plugin": name }),
+                        env::Source::Host => serde_json::json!("host"),
+                        env::Source::Remote(name) => serde_json::json!({ "remote": name }),
+                    }),
+                    error: None,
+                },
+                Err(err) => Gathered {
+                    path: call.path,
+                    output: None,
+                    source: None,
+                    error: Some(format!("{}: {}", err.code.as_str(), err.message)),
+                },
+            },
+        )
+        .collect();
+    Ok(GatherOutput { results })
+}
+
 struct Relay;
 
 impl Plugin for Relay {
@@ -84,6 +139,11 @@ impl Plugin for Relay {
             "forward",
             "Call any granted operation through env.",
             forward,
+        );
+        ops.mutation(
+            "gather",
+            "Call several granted operations, on this node or peers, and return every answer.",
+            gather,
         );
         ops.query(
             "cycle",

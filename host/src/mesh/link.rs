@@ -1,0 +1,396 @@
+//! One peer as this node sees it: its connections, its state, and the
+//! dialer that keeps an outbound connection up with backoff.
+//!
+//! A link holds at most one outbound connection (dialed by this node) and
+//! one inbound (dialed by the peer); calls use whichever is up, outbound
+//! first. A peer with no `address` is reached only over the connection it
+//! makes. When nothing is up, calls fail at once with `unavailable` and
+//! nudge the dialer to retry now instead of waiting out its backoff.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use hearth_registry::{CallError, ErrorCode};
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use super::{Mesh, PeerConfig, handshake, serve};
+
+/// First wait after a failed dial; doubled per failure up to [`BACKOFF_MAX`].
+const BACKOFF_START: Duration = Duration::from_millis(200);
+/// Longest wait between dials.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long a call waits for the very first dial of a peer to finish.
+const FIRST_DIAL_WAIT: Duration = Duration::from_secs(3);
+
+/// Which side dialed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// This node dialed.
+    Outbound,
+    /// The peer dialed.
+    Inbound,
+}
+
+/// An established, negotiated connection.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The QUIC connection.
+    pub connection: quinn::Connection,
+    /// Features both sides agreed on.
+    pub features: Arc<BTreeSet<String>>,
+    /// The peer's `host` version.
+    pub version: String,
+    /// Who dialed.
+    pub direction: Direction,
+    /// When it came up.
+    pub since: SystemTime,
+}
+
+impl Session {
+    /// True when `feature` was negotiated.
+    pub fn has(&self, feature: &str) -> bool {
+        self.features.contains(feature)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Dial {
+    /// No address: the peer dials this node.
+    Waiting,
+    /// A dial is in progress; `failures` before it.
+    Connecting { failures: u32 },
+    /// The last dial failed; the next is at `retry_at`.
+    Backoff { retry_at: Instant, refused: bool },
+    /// Connected outbound.
+    Up,
+}
+
+#[derive(Debug)]
+struct State {
+    outbound: Option<Session>,
+    inbound: Option<Session>,
+    dial: Dial,
+    last_error: Option<String>,
+}
+
+/// A configured peer and its connections.
+pub struct PeerLink {
+    pub(super) config: PeerConfig,
+    pub(super) client: quinn::ClientConfig,
+    pub(super) connect_timeout: Duration,
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+    wake: Notify,
+}
+
+/// `host peers`: one peer.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PeerStatus {
+    /// Its name here.
+    pub name: String,
+    /// Where this node dials it, if it does.
+    pub address: Option<String>,
+    /// Its pinned key, hex.
+    pub public_key: String,
+    /// `sha256:` fingerprint of the key.
+    pub fingerprint: String,
+    /// `connected`, `connecting`, `unreachable`, `refused` or `waiting`
+    /// (no address: waits for the peer to dial).
+    pub state: String,
+    /// Who dialed the connection in use.
+    pub direction: Option<Direction>,
+    /// Smoothed round-trip time of the connection in use, in ms.
+    pub rtt_ms: Option<f64>,
+    /// Features negotiated on the connection in use.
+    pub features: Vec<String>,
+    /// The peer's `host` version.
+    pub version: Option<String>,
+    /// Seconds since the connection in use came up.
+    pub connected_for_s: Option<u64>,
+    /// Why the last dial or connection failed.
+    pub last_error: Option<String>,
+    /// What the peer may call here.
+    pub allow: Vec<String>,
+    /// Scopes its calls hold here.
+    pub scopes: Vec<String>,
+}
+
+impl PeerLink {
+    pub(super) fn new(config: PeerConfig, client: quinn::ClientConfig, idle: Duration) -> Self {
+        let dial = if config.address.is_some() {
+            Dial::Connecting { failures: 0 }
+        } else {
+            Dial::Waiting
+        };
+        PeerLink {
+            config,
+            client,
+            connect_timeout: idle.min(Duration::from_secs(5)),
+            state: Mutex::new(State {
+                outbound: None,
+                inbound: None,
+                dial,
+                last_error: None,
+            }),
+            changed: watch::channel(0).0,
+            wake: Notify::new(),
+        }
+    }
+
+    /// The peer's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.lock());
+        self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    /// A connection to make a call on, waiting only for a first dial in
+    /// progress (never past `deadline`); otherwise `unavailable` at once.
+    pub async fn session_for_call(&self, deadline: Instant) -> Result<Session, CallError> {
+        let mut changed = self.changed.subscribe();
+        let wait_until = deadline.min(Instant::now() + FIRST_DIAL_WAIT);
+        loop {
+            let waiting = {
+                let state = self.lock();
+                if let Some(session) = state.outbound.as_ref().or(state.inbound.as_ref()) {
+                    return Ok(session.clone());
+                }
+                match &state.dial {
+                    Dial::Connecting { failures: 0 } => true,
+                    _ => {
+                        let reason = self.unavailable_reason(&state);
+                        drop(state);
+                        self.wake.notify_one();
+                        return Err(CallError::new(ErrorCode::Unavailable, reason));
+                    }
+                }
+            };
+            debug_assert!(waiting);
+            let timed_out = tokio::time::timeout_at(wait_until.into(), changed.changed())
+                .await
+                .is_err();
+            if timed_out {
+                let state = self.lock();
+                if let Some(session) = state.outbound.as_ref().or(state.inbound.as_ref()) {
+                    return Ok(session.clone());
+                }
+                return Err(CallError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "peer `{}` is still being dialed at {}; try again shortly",
+                        self.config.name,
+                        self.config.address.as_deref().unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn unavailable_reason(&self, state: &State) -> String {
+        let name = &self.config.name;
+        let last = state
+            .last_error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        match (&state.dial, &self.config.address) {
+            (Dial::Waiting, _) | (_, None) => format!(
+                "peer `{name}` is not connected (it has no `address` here, so it must dial this node){last}"
+            ),
+            (Dial::Backoff { retry_at, .. }, Some(address)) => format!(
+                "peer `{name}` at {address} is unreachable{last}; retrying in {} ms",
+                retry_at
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+            ),
+            (_, Some(address)) => format!("peer `{name}` at {address} is not connected{last}"),
+        }
+    }
+
+    /// Records an inbound connection, replacing an older one.
+    pub(super) fn set_inbound(&self, session: Session) {
+        let mut replaced = None;
+        self.update(|state| replaced = state.inbound.replace(session));
+        if let Some(old) = replaced {
+            old.connection.close(
+                super::wire::close::REPLACED.into(),
+                b"replaced by a newer connection from the same node",
+            );
+        }
+    }
+
+    /// Forgets the inbound connection `connection`, if it is the current one.
+    pub(super) fn clear_inbound(&self, connection: &quinn::Connection) {
+        self.update(|state| {
+            if state
+                .inbound
+                .as_ref()
+                .is_some_and(|s| s.connection.stable_id() == connection.stable_id())
+            {
+                state.inbound = None;
+            }
+        });
+    }
+
+    /// What `host peers` shows.
+    pub fn status(&self) -> PeerStatus {
+        let state = self.lock();
+        let session = state.outbound.as_ref().or(state.inbound.as_ref());
+        let label = match (&session, &state.dial) {
+            (Some(_), _) => "connected",
+            (None, Dial::Waiting) => "waiting",
+            (None, Dial::Connecting { .. }) | (None, Dial::Up) => "connecting",
+            (None, Dial::Backoff { refused: true, .. }) => "refused",
+            (None, Dial::Backoff { .. }) => "unreachable",
+        };
+        PeerStatus {
+            name: self.config.name.clone(),
+            address: self.config.address.clone(),
+            public_key: hex::encode(self.config.key),
+            fingerprint: crate::vault::fingerprint(&self.config.key),
+            state: label.to_owned(),
+            direction: session.map(|s| s.direction),
+            rtt_ms: session.map(|s| s.connection.rtt().as_secs_f64() * 1000.0),
+            features: session
+                .map(|s| s.features.iter().cloned().collect())
+                .unwrap_or_default(),
+            version: session.map(|s| s.version.clone()),
+            connected_for_s: session.map(|s| {
+                SystemTime::now()
+                    .duration_since(s.since)
+                    .unwrap_or_default()
+                    .as_secs()
+            }),
+            last_error: state.last_error.clone(),
+            allow: self.config.allow.iter().map(ToString::to_string).collect(),
+            scopes: self.config.scopes.clone(),
+        }
+    }
+}
+
+/// Keeps an outbound connection to `link` up for as long as the node runs:
+/// dial, negotiate, serve the peer's calls on it until it drops, back off,
+/// dial again.
+pub(super) async fn dial_loop(mesh: Arc<Mesh>, link: Arc<PeerLink>, endpoint: quinn::Endpoint) {
+    let name = link.config.name.clone();
+    let mut failures: u32 = 0;
+    loop {
+        link.update(|state| state.dial = Dial::Connecting { failures });
+        match handshake::dial(&mesh, &link, &endpoint).await {
+            Ok(session) => {
+                failures = 0;
+                let connection = session.connection.clone();
+                tracing::info!(
+                    peer = %name,
+                    address = link.config.address.as_deref().unwrap_or(""),
+                    rtt_ms = connection.rtt().as_millis() as u64,
+                    features = ?session.features,
+                    version = %session.version,
+                    "connected to peer"
+                );
+                link.update(|state| {
+                    state.outbound = Some(session.clone());
+                    state.dial = Dial::Up;
+                    state.last_error = None;
+                });
+                let reason = serve::serve_connection(&mesh, &link, &session).await;
+                let reason = describe_close(&reason);
+                tracing::warn!(peer = %name, reason = %reason, "connection to peer lost; redialing");
+                link.update(|state| {
+                    state.outbound = None;
+                    state.last_error = Some(format!("connection lost: {reason}"));
+                    state.dial = Dial::Backoff {
+                        retry_at: Instant::now() + BACKOFF_START,
+                        refused: false,
+                    };
+                });
+                wait_or_wake(&link, BACKOFF_START).await;
+            }
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                let delay = backoff(failures);
+                let message = err.to_string();
+                let repeated = link.lock().last_error.as_deref() == Some(message.as_str());
+                if repeated {
+                    tracing::debug!(peer = %name, error = %message, retry_ms = delay.as_millis() as u64, "peer still unreachable");
+                } else {
+                    tracing::warn!(peer = %name, error = %message, retry_ms = delay.as_millis() as u64, "cannot connect to peer");
+                }
+                link.update(|state| {
+                    state.last_error = Some(message);
+                    state.dial = Dial::Backoff {
+                        retry_at: Instant::now() + delay,
+                        refused: err.is_refusal(),
+                    };
+                });
+                wait_or_wake(&link, delay).await;
+            }
+        }
+    }
+}
+
+async fn wait_or_wake(link: &PeerLink, delay: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = link.wake.notified() => {}
+    }
+}
+
+/// The wait after `failures` failed dials: doubling from
+/// [`BACKOFF_START`], capped at [`BACKOFF_MAX`], with ±20 % jitter so
+/// nodes restarted together do not dial in lockstep.
+fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let base = BACKOFF_START
+        .saturating_mul(1u32 << exponent)
+        .min(BACKOFF_MAX);
+    let mut byte = [0u8; 1];
+    let jitter = if getrandom::getrandom(&mut byte).is_ok() {
+        0.8 + 0.4 * f64::from(byte[0]) / 255.0
+    } else {
+        1.0
+    };
+    base.mul_f64(jitter)
+}
+
+/// A person-readable reason a connection ended.
+pub(super) fn describe_close(err: &quinn::ConnectionError) -> String {
+    match err {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let reason = String::from_utf8_lossy(&close.reason);
+            if reason.is_empty() {
+                format!("closed by the peer (code {})", close.error_code)
+            } else {
+                format!("closed by the peer: {reason}")
+            }
+        }
+        quinn::ConnectionError::TimedOut => {
+            "no answer within the idle timeout (the peer stopped or the network dropped)".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let first = backoff(1);
+        assert!(first >= BACKOFF_START.mul_f64(0.79) && first <= BACKOFF_START.mul_f64(1.21));
+        let fourth = backoff(4);
+        assert!(fourth >= Duration::from_millis(1200), "{fourth:?}");
+        assert!(backoff(40) <= BACKOFF_MAX.mul_f64(1.21));
+    }
+}

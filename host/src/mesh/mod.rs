@@ -1,0 +1,312 @@
+//! The mesh: this node's QUIC endpoint, its pinned peers, and calls that
+//! cross from one node to another.
+//!
+//! Owns the endpoint, one [`link::PeerLink`] per `[peers.<name>]` entry
+//! (dialing with backoff when the peer has an address), the control-stream
+//! handshake with feature negotiation ([`handshake`]), serving calls that
+//! arrive on a connection ([`serve`]) and making calls to a peer
+//! ([`call`]). Every connection is symmetric once up: either side may open
+//! call streams on it.
+//!
+//! It does not decide who may call what: incoming calls go to
+//! [`Node::call`] with the peer's identity and `allow` list, where the same
+//! checks as for local clients apply. Nor does it hold keys: TLS signs
+//! through the vault ([`tls`]).
+
+pub mod call;
+pub mod features;
+mod handshake;
+mod link;
+mod serve;
+pub mod tls;
+pub mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use hearth_registry::{CallError, ErrorCode, PathPattern};
+use serde::Serialize;
+
+use crate::node::Node;
+use crate::vault::Vault;
+use features::Features;
+use link::PeerLink;
+
+/// Call streams one connection may have open at once, each way.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
+/// One `[peers.<name>]` entry, resolved.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// The name paths address it by (`/worker-1/...`).
+    pub name: String,
+    /// Its pinned ed25519 key.
+    pub key: [u8; 32],
+    /// `host:port` to dial, if this node dials it.
+    pub address: Option<String>,
+    /// What it may call here.
+    pub allow: Vec<PathPattern>,
+    /// Scopes its calls hold here.
+    pub scopes: Vec<String>,
+}
+
+/// `[mesh]` and `[peers]`, resolved.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Where to accept peers; no listener when `None`.
+    pub listen: Option<SocketAddr>,
+    /// What `host id` tells other operators to dial.
+    pub advertise: Option<String>,
+    /// This node's feature sets.
+    pub features: Features,
+    /// Silence after which a connection is dead.
+    pub idle_timeout: Duration,
+    /// Known peers.
+    pub peers: Vec<PeerConfig>,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        let section = hearth_registry::MeshSection::default();
+        MeshConfig {
+            listen: None,
+            advertise: None,
+            features: Features::configured(
+                &section.require_features,
+                &section.optional_features,
+                &section.disable_features,
+            )
+            .unwrap_or_else(|_| Features {
+                required: Default::default(),
+                optional: Default::default(),
+                supported: Default::default(),
+            }),
+            idle_timeout: Duration::from_millis(section.idle_timeout_ms),
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// Why the mesh could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// TLS or QUIC configuration.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The UDP socket could not be bound.
+    #[error(
+        "cannot listen for peers on {addr}: {source}; choose another `mesh.listen` in stack.toml"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The peer's key is this node's own.
+    #[error(
+        "peers.{0}.public_key is this node's own key; a node cannot be its own peer (paste the other node's `host id` output)"
+    )]
+    SelfPeer(String),
+}
+
+/// This node's end of the mesh.
+pub struct Mesh {
+    name: String,
+    endpoint: Option<quinn::Endpoint>,
+    features: Features,
+    links: BTreeMap<String, Arc<PeerLink>>,
+    by_key: HashMap<[u8; 32], Arc<PeerLink>>,
+    listen: Option<SocketAddr>,
+    advertise: Option<String>,
+    node: OnceLock<Weak<Node>>,
+}
+
+impl Mesh {
+    /// Binds the endpoint (when listening or dialing) and prepares a link
+    /// per peer. Nothing is dialed until [`Mesh::start`].
+    pub fn bind(
+        name: &str,
+        config: &MeshConfig,
+        vault: Arc<Vault>,
+    ) -> Result<Arc<Mesh>, MeshError> {
+        let certificate = tls::NodeCertificate::new(vault);
+        let transport = Arc::new(tls::transport(
+            config.idle_timeout,
+            MAX_STREAMS_PER_CONNECTION,
+        )?);
+        let mut links = BTreeMap::new();
+        let mut by_key = HashMap::new();
+        for peer in &config.peers {
+            if peer.key == certificate.public_key() {
+                return Err(MeshError::SelfPeer(peer.name.clone()));
+            }
+            let client =
+                tls::client_config(certificate.clone(), &peer.name, peer.key, transport.clone())?;
+            let link = Arc::new(PeerLink::new(peer.clone(), client, config.idle_timeout));
+            by_key.insert(peer.key, link.clone());
+            links.insert(peer.name.clone(), link);
+        }
+        let endpoint = match config.listen {
+            Some(addr) => {
+                let server = tls::server_config(certificate.clone(), transport)?;
+                Some(
+                    quinn::Endpoint::server(server, addr)
+                        .map_err(|source| MeshError::Bind { addr, source })?,
+                )
+            }
+            None if !links.is_empty() => {
+                let addr = SocketAddr::from(([0, 0, 0, 0], 0));
+                Some(
+                    quinn::Endpoint::client(addr)
+                        .map_err(|source| MeshError::Bind { addr, source })?,
+                )
+            }
+            None => None,
+        };
+        let listen = match (&endpoint, config.listen) {
+            (Some(endpoint), Some(_)) => endpoint.local_addr().ok(),
+            _ => None,
+        };
+        Ok(Arc::new(Mesh {
+            name: name.to_owned(),
+            endpoint,
+            features: config.features.clone(),
+            links,
+            by_key,
+            listen,
+            advertise: config.advertise.clone(),
+            node: OnceLock::new(),
+        }))
+    }
+
+    /// Starts accepting peers and dialing those with an address; incoming
+    /// calls go to `node`.
+    pub fn start(self: &Arc<Self>, node: Weak<Node>) {
+        if self.node.set(node).is_err() {
+            return;
+        }
+        let Some(endpoint) = &self.endpoint else {
+            return;
+        };
+        if self.listen.is_some() {
+            tokio::spawn(handshake::accept_loop(self.clone(), endpoint.clone()));
+        }
+        for link in self.links.values() {
+            if link.config.address.is_some() {
+                tokio::spawn(link::dial_loop(
+                    self.clone(),
+                    link.clone(),
+                    endpoint.clone(),
+                ));
+            }
+        }
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    /// True when `name` is a configured peer.
+    pub fn is_peer(&self, name: &str) -> bool {
+        self.links.contains_key(name)
+    }
+
+    /// The configured peers' names.
+    pub fn peer_names(&self) -> impl Iterator<Item = &str> {
+        self.links.keys().map(String::as_str)
+    }
+
+    /// The address peers reach this node on, when it listens.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen
+    }
+
+    /// What another operator should put in `address`: `mesh.advertise`, or
+    /// the listen address with this machine's name for an unspecified IP.
+    pub fn advertised_address(&self) -> Option<String> {
+        if let Some(advertise) = &self.advertise {
+            return Some(advertise.clone());
+        }
+        let listen = self.listen?;
+        if listen.ip().is_unspecified() {
+            Some(format!("{}:{}", hostname(), listen.port()))
+        } else {
+            Some(listen.to_string())
+        }
+    }
+
+    /// This node's feature sets.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// The node incoming calls go to, while it runs.
+    fn node(&self) -> Option<Arc<Node>> {
+        self.node.get().and_then(Weak::upgrade)
+    }
+
+    /// The state of every peer, for `host peers`.
+    pub fn status(&self) -> Vec<link::PeerStatus> {
+        self.links.values().map(|link| link.status()).collect()
+    }
+
+    fn link(&self, peer: &str) -> Result<&Arc<PeerLink>, CallError> {
+        self.links.get(peer).ok_or_else(|| {
+            CallError::new(
+                ErrorCode::NotFound,
+                format!("`{peer}` is not a peer of this node; add it under [peers] in stack.toml"),
+            )
+        })
+    }
+
+    /// Closes every connection (at shutdown), telling peers why.
+    pub fn close(&self) {
+        if let Some(endpoint) = &self.endpoint {
+            endpoint.close(wire::close::DONE.into(), b"node shutting down");
+        }
+    }
+}
+
+/// Shown by `host peers`: a peer as this node sees it.
+pub use link::PeerStatus;
+
+/// This machine's host name, for the advertised address.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Mesh facts for `host version`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MeshVersion {
+    /// [`wire::MESH_PROTOCOL`].
+    pub protocol: u32,
+    /// Features a peer must support.
+    pub required: Vec<String>,
+    /// Features used when a peer supports them.
+    pub optional: Vec<String>,
+    /// Everything this node can do.
+    pub supported: Vec<String>,
+    /// Where it accepts peers, if it does.
+    pub listen: Option<String>,
+}
+
+impl Mesh {
+    /// What `host version` shows of the mesh.
+    pub fn version(&self) -> MeshVersion {
+        MeshVersion {
+            protocol: wire::MESH_PROTOCOL,
+            required: self.features.required.iter().cloned().collect(),
+            optional: self.features.optional.iter().cloned().collect(),
+            supported: self.features.supported.iter().cloned().collect(),
+            listen: self.listen.map(|a| a.to_string()),
+        }
+    }
+}
