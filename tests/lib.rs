@@ -114,6 +114,22 @@ impl TestNode {
         TestNode::launch(dir, repo_root().join("examples/stack.toml"), false, env)
     }
 
+    /// Starts a node with the stack file text `stack` in `dir` (whose
+    /// `data` directory may already hold a vault), with extra environment.
+    pub fn start_with_stack_env(
+        dir: tempfile::TempDir,
+        stack: &str,
+        env: &[(&str, &str)],
+    ) -> TestNode {
+        let config = dir.path().join("stack.toml");
+        std::fs::write(&config, stack).expect("write stack");
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        TestNode::launch(dir, config, false, env)
+    }
+
     /// The temporary directory the node lives in.
     pub fn dir(&self) -> &Path {
         self.dir.path()

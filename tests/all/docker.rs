@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hearth_tests::TestNode;
 
 /// Bump the tag when the image content changes: an existing image is reused.
-const IMAGE: &str = "hearth-busybox:e2e1";
+pub(crate) const IMAGE: &str = "hearth-busybox:e2e1";
 
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
@@ -20,7 +20,7 @@ fn docker(args: &[&str]) -> std::process::Output {
 }
 
 /// Starts the engine if needed and imports the test image once per run.
-fn engine() {
+pub(crate) fn engine() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
         if !docker(&["info"]).status.success() {
@@ -119,7 +119,7 @@ fn http_get(port: u16) -> String {
 }
 
 /// Removes the named containers when dropped, even when a test fails.
-struct Cleanup(Vec<String>);
+pub(crate) struct Cleanup(pub(crate) Vec<String>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

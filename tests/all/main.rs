@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod docker;
 mod limits;
+mod mesh;
 mod socket;
 mod vault;
 mod warm;

@@ -7,7 +7,7 @@
 //! deadline passed, its caller went away — resets the stream, which
 //! cancels it on the peer.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hearth_registry::{CallError, ErrorCode, OperationPath, ResponseEnvelope, Source};
 use tokio::sync::mpsc;
@@ -20,6 +20,9 @@ use crate::transport::frame::{self, CallFrame, ClientFrame, NodeFrame, WireResul
 
 /// Largest frame accepted back from a peer.
 const MAX_REPLY_BYTES: u32 = 64 << 20;
+/// How long past a deadline it sent the caller waits for the peer's own
+/// `timeout` reply, which says what timed out there, before giving up.
+const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
 /// A call to make on a peer.
 #[derive(Debug)]
@@ -66,7 +69,12 @@ impl Mesh {
         let started = Instant::now();
         let budget = call.deadline.saturating_duration_since(started);
         let path = call.path.clone();
-        match tokio::time::timeout_at(call.deadline.into(), exchange(peer, &session, call)).await {
+        let give_up = if call.send_deadline && session.has(DEADLINES) {
+            call.deadline + DEADLINE_GRACE
+        } else {
+            call.deadline
+        };
+        match tokio::time::timeout_at(give_up.into(), exchange(peer, &session, call)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::new(
                 ErrorCode::Timeout,

@@ -101,6 +101,10 @@ pub(super) async fn dial(
 ) -> Result<Session, DialError> {
     let name = link.name();
     let address = link.config.address.as_deref().unwrap_or_default();
+    link.refusal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
     let addr = tokio::net::lookup_host(address)
         .await
         .map_err(|e| DialError::Unreachable(format!("cannot resolve {address}: {e}")))?
@@ -117,7 +121,11 @@ pub(super) async fn dial(
                 link.connect_timeout.as_millis()
             ))
         })?
-        .map_err(|e| connection_failed(&e))?;
+        .map_err(|e| match link.refusal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            // Our pin refused the peer: say what it presented.
+            Some(reason) => DialError::Refused(reason),
+            None => connection_failed(&e),
+        })?;
 
     let exchange = async {
         let (mut send, mut recv) = connection

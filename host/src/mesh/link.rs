@@ -80,6 +80,8 @@ struct State {
 pub struct PeerLink {
     pub(super) config: PeerConfig,
     pub(super) client: quinn::ClientConfig,
+    /// Why the pinned verifier refused the last certificate it saw.
+    pub(super) refusal: super::tls::RefusalSlot,
     pub(super) connect_timeout: Duration,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
@@ -119,7 +121,12 @@ pub struct PeerStatus {
 }
 
 impl PeerLink {
-    pub(super) fn new(config: PeerConfig, client: quinn::ClientConfig, idle: Duration) -> Self {
+    pub(super) fn new(
+        config: PeerConfig,
+        client: quinn::ClientConfig,
+        refusal: super::tls::RefusalSlot,
+        idle: Duration,
+    ) -> Self {
         let dial = if config.address.is_some() {
             Dial::Connecting { failures: 0 }
         } else {
@@ -128,6 +135,7 @@ impl PeerLink {
         PeerLink {
             config,
             client,
+            refusal,
             connect_timeout: idle.min(Duration::from_secs(5)),
             state: Mutex::new(State {
                 outbound: None,

@@ -143,9 +143,20 @@ impl Mesh {
             if peer.key == certificate.public_key() {
                 return Err(MeshError::SelfPeer(peer.name.clone()));
             }
-            let client =
-                tls::client_config(certificate.clone(), &peer.name, peer.key, transport.clone())?;
-            let link = Arc::new(PeerLink::new(peer.clone(), client, config.idle_timeout));
+            let refusal = tls::RefusalSlot::default();
+            let client = tls::client_config(
+                certificate.clone(),
+                &peer.name,
+                peer.key,
+                transport.clone(),
+                refusal.clone(),
+            )?;
+            let link = Arc::new(PeerLink::new(
+                peer.clone(),
+                client,
+                refusal,
+                config.idle_timeout,
+            ));
             by_key.insert(peer.key, link.clone());
             links.insert(peer.name.clone(), link);
         }

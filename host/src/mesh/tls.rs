@@ -234,12 +234,18 @@ impl rustls::sign::Signer for IdentitySigner {
     }
 }
 
+/// Why the last dial's certificate was refused, in words: rustls carries
+/// only a TLS alert back, so the verifier leaves its reason here for the
+/// dialer to log and report.
+pub type RefusalSlot = Arc<Mutex<Option<String>>>;
+
 /// Accepts exactly one key: the one `stack.toml` pins for the peer dialed.
 #[derive(Debug)]
 struct PinnedPeer {
     peer: String,
     expected: [u8; 32],
     algorithms: WebPkiSupportedAlgorithms,
+    refusal: RefusalSlot,
 }
 
 /// The key a peer presented is not the one pinned for it.
@@ -262,15 +268,31 @@ impl ServerCertVerifier for PinnedPeer {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented = ed25519_key_of(end_entity)?;
+        let refuse = |why: String, err: rustls::Error| {
+            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            err
+        };
+        let presented = match ed25519_key_of(end_entity) {
+            Ok(key) => key,
+            Err(err) => {
+                return Err(refuse(
+                    format!("{} sent an unusable certificate: {err}", self.peer),
+                    err,
+                ));
+            }
+        };
         if presented != self.expected {
-            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                OtherError(Arc::new(KeyMismatch {
-                    peer: self.peer.clone(),
-                    presented: describe_key(&presented),
-                    expected: describe_key(&self.expected),
-                })),
-            )));
+            let mismatch = KeyMismatch {
+                peer: self.peer.clone(),
+                presented: describe_key(&presented),
+                expected: describe_key(&self.expected),
+            };
+            return Err(refuse(
+                mismatch.to_string(),
+                rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+                    mismatch,
+                )))),
+            ));
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -367,18 +389,21 @@ pub fn transport(
     Ok(transport)
 }
 
-/// How this node dials `peer`, accepting only `expected` as its key.
+/// How this node dials `peer`, accepting only `expected` as its key; the
+/// verifier writes why it refused a certificate into `refusal`.
 pub fn client_config(
     certificate: Arc<NodeCertificate>,
     peer: &str,
     expected: [u8; 32],
     transport: Arc<quinn::TransportConfig>,
+    refusal: RefusalSlot,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let provider = provider();
     let verifier = Arc::new(PinnedPeer {
         peer: peer.to_owned(),
         expected,
         algorithms: provider.signature_verification_algorithms,
+        refusal,
     });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -461,13 +486,16 @@ mod tests {
             peer: "worker-1".into(),
             expected: [7; 32],
             algorithms: provider().signature_verification_algorithms,
+            refusal: RefusalSlot::default(),
         };
         let name = ServerName::try_from(SERVER_NAME).unwrap();
         let err = verifier
             .verify_server_cert(&der, &[], &name, &[], UnixTime::now())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("worker-1 presented key"), "{err}");
+        assert!(err.contains("invalid peer certificate"), "{err}");
+        let reason = verifier.refusal.lock().unwrap().clone().unwrap();
+        assert!(reason.starts_with("worker-1 presented key"), "{reason}");
         let verifier = PinnedPeer {
             expected: cert.public_key(),
             ..verifier
