@@ -530,3 +530,199 @@ async fn a_workers_docker_is_driven_and_watched_from_the_head() {
     );
     assert_eq!(removed.code(), 0, "{}", removed.stderr());
 }
+
+/// A peer made by hand in the test process, with its own (ephemeral)
+/// identity, that can send what a real node never would.
+struct RawPeer {
+    _dir: tempfile::TempDir,
+    key: String,
+    certificate: std::sync::Arc<hearth_host::mesh::tls::NodeCertificate>,
+}
+
+impl RawPeer {
+    fn new() -> RawPeer {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = std::sync::Arc::new(
+            hearth_host::vault::Vault::open(dir.path().join("vault.json")).unwrap(),
+        );
+        let key = vault.identity().public_key;
+        RawPeer {
+            _dir: dir,
+            key,
+            certificate: hearth_host::mesh::tls::NodeCertificate::new(vault),
+        }
+    }
+
+    /// Dials `port`, pinning `key`; `hello` sends a proper hello first.
+    async fn connect(&self, port: u16, key: &str, hello: bool) -> quinn::Connection {
+        use hearth_host::mesh::{features::Features, tls, wire};
+        let transport = std::sync::Arc::new(tls::transport(Duration::from_secs(5), 64).unwrap());
+        let expected: [u8; 32] = hex::decode(key).unwrap().try_into().unwrap();
+        let config = tls::client_config(
+            self.certificate.clone(),
+            "worker-1",
+            expected,
+            transport,
+            tls::RefusalSlot::default(),
+        )
+        .unwrap();
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let connection = endpoint
+            .connect_with(config, ([127, 0, 0, 1], port).into(), tls::SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        if hello {
+            let (mut send, mut recv) = connection.open_bi().await.unwrap();
+            let ours = wire::MeshHello {
+                protocol: wire::MESH_PROTOCOL,
+                node: "raw".into(),
+                version: "test".into(),
+                features: Features::configured(&["calls".into()], &[], &[]).unwrap(),
+            };
+            hearth_host::transport::frame::write_frame(&mut send, &ours)
+                .await
+                .unwrap();
+            let body = hearth_host::transport::frame::read_frame(&mut recv, 65536)
+                .await
+                .unwrap()
+                .expect("the node answers the hello");
+            let theirs: wire::MeshHello = hearth_host::transport::frame::decode(&body).unwrap();
+            assert_eq!(theirs.node, "worker-1");
+        }
+        connection
+    }
+}
+
+/// Sends `bytes` raw on a new call stream and returns the first frame back.
+async fn raw_exchange(
+    connection: &quinn::Connection,
+    bytes: &[u8],
+) -> hearth_host::transport::frame::NodeFrame {
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    let body = hearth_host::transport::frame::read_frame(&mut recv, 1 << 20)
+        .await
+        .unwrap()
+        .expect("an answer");
+    hearth_host::transport::frame::decode(&body).unwrap()
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_streams_from_a_peer_are_refused_and_the_node_keeps_serving() {
+    use hearth_host::transport::frame::{CallFrame, ClientFrame, NodeFrame, WireResult};
+    let raw = RawPeer::new();
+    let w1 = seat("worker-1");
+    let (port, key) = (w1.port, w1.key.clone());
+    let rest = format!(
+        "[peers.raw]\npublic_key = \"{}\"\nallow = [\"/node/echo/*\"]\n[peers.other]\npublic_key = \"{}\"\n[limits]\nmax_frame_bytes = 4096\n[plugins.echo]\n",
+        raw.key,
+        hex::encode([0x42; 32])
+    );
+    let w1 = w1.start("", &rest);
+    let connection = raw.connect(port, &key, true).await;
+
+    let refusal = |frame: NodeFrame| match frame {
+        NodeFrame::Refused { error, .. } => (error.code.as_str().to_owned(), error.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // Garbage that is not a frame body.
+    let (code, message) = refusal(raw_exchange(&connection, &framed(&[0xff; 12])).await);
+    assert_eq!(code, "invalid-input");
+    assert!(message.contains("malformed frame"), "{message}");
+    // An empty frame.
+    let (code, _) = refusal(raw_exchange(&connection, &[0, 0, 0, 0]).await);
+    assert_eq!(code, "invalid-input");
+    // A frame larger than the node accepts.
+    let (code, message) = refusal(raw_exchange(&connection, &[0xff, 0xff, 0xff, 0xff, 1]).await);
+    assert_eq!(code, "resource-exhausted");
+    assert!(message.contains("max_frame_bytes"), "{message}");
+    // A frame of the wrong kind.
+    let hello = postcard::to_stdvec(&ClientFrame::Hello {
+        protocol: 1,
+        client: "raw".into(),
+    })
+    .unwrap();
+    let (_, message) = refusal(raw_exchange(&connection, &framed(&hello)).await);
+    assert!(message.contains("must start with Call"), "{message}");
+
+    // A path outside the peer's `allow`, and a path naming another node:
+    // both denied, nothing forwarded.
+    let call = |path: &str| {
+        framed(
+            &postcard::to_stdvec(&ClientFrame::Call(CallFrame {
+                id: 9,
+                path: path.into(),
+                input: r#"{"msg":"raw"}"#.into(),
+                metadata: vec![],
+                timeout_ms: Some(2000),
+            }))
+            .unwrap(),
+        )
+    };
+    for (path, fragment) in [
+        ("/node/host/plugins", "may not call /node/host/plugins"),
+        (
+            "/other/echo/ping",
+            "calls are never forwarded between peers",
+        ),
+        ("/worker-1/echo/ping", ""),
+    ] {
+        let frame = raw_exchange(&connection, &call(path)).await;
+        match (frame, fragment.is_empty()) {
+            (
+                NodeFrame::Reply {
+                    result: WireResult::Ok(reply),
+                    ..
+                },
+                true,
+            ) => {
+                assert_eq!(reply.output, r#"{"msg":"raw"}"#, "its own name is local");
+            }
+            (
+                NodeFrame::Reply {
+                    result: WireResult::Err(error),
+                    ..
+                },
+                false,
+            ) => {
+                assert!(error.message.contains(fragment), "{error:?}");
+            }
+            (other, _) => panic!("{path}: {other:?}"),
+        }
+    }
+
+    // After all that, the same connection still serves a good call.
+    match raw_exchange(&connection, &call("/node/echo/ping")).await {
+        NodeFrame::Reply {
+            result: WireResult::Ok(reply),
+            ..
+        } => assert_eq!(reply.output, r#"{"msg":"raw"}"#),
+        other => panic!("{other:?}"),
+    }
+
+    // A connection that skips the hello is closed with the reason.
+    let rude = raw.connect(port, &key, false).await;
+    let (mut send, _recv) = rude.open_bi().await.unwrap();
+    send.write_all(&call("/node/echo/ping")).await.unwrap();
+    let closed = rude.closed().await;
+    assert!(
+        closed.to_string().contains("malformed hello")
+            || matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+        "{closed}"
+    );
+    assert_eq!(call_ok(&w1), "ok");
+}
+
+fn call_ok(node: &TestNode) -> String {
+    call(node, "/node/echo/ping", &json!({"msg": "ok"})).ok_json()["msg"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
