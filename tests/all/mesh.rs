@@ -726,3 +726,44 @@ fn call_ok(node: &TestNode) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[test]
+fn two_operators_pair_their_nodes_by_pasting_host_id_output() {
+    let (a, b) = (seat("head"), seat("worker-1"));
+    let mut head = a.start("", "[plugins.echo]\n");
+    let mut worker = b.start("", "[plugins.echo]\n");
+    assert_eq!(peer_count(&head), 0);
+
+    // Each operator prints their node's entry and sends it to the other.
+    let head_id = head.cli(&["id"]).stdout();
+    let worker_id = worker.cli(&["id"]).stdout();
+    assert!(head_id.contains("[peers.head]"), "{head_id}");
+    let paste = |node: &TestNode, text: &str| {
+        let file = node.dir().join("stack.toml");
+        let mut stack = std::fs::read_to_string(&file).unwrap();
+        stack.push('\n');
+        stack.push_str(text);
+        std::fs::write(&file, stack).unwrap();
+    };
+    paste(&head, &worker_id);
+    // The worker's operator also says what the head may call there.
+    paste(&worker, &format!("{head_id}allow = [\"/node/echo/*\"]\n"));
+    worker.restart();
+    head.restart();
+
+    wait_for_state(&head, "worker-1", "connected");
+    let out = call(&head, "/worker-1/echo/ping", &json!({"msg": "paired"})).ok_json();
+    assert_eq!(out["msg"], "paired");
+    // Both dial each other; the worker granted nothing else, the head
+    // granted the worker nothing at all.
+    wait_for_state(&worker, "head", "connected");
+    let (code, _) = error_of(&call(&worker, "/head/echo/ping", &json!({"msg": "x"})));
+    assert_eq!(code, "denied");
+}
+
+fn peer_count(node: &TestNode) -> usize {
+    node.cli(&["peers", "--json"]).ok_json()["peers"]
+        .as_array()
+        .unwrap()
+        .len()
+}
