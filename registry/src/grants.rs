@@ -34,6 +34,12 @@ impl PathPattern {
             .zip(&self.segments)
             .all(|(seg, pat)| pat == "*" || pat == seg)
     }
+
+    /// Like [`Self::matches`], but the node segment must be written out:
+    /// `/*/echo/*` covers this node's echo, never a peer's.
+    pub fn matches_named_node(&self, path: &OperationPath) -> bool {
+        self.segments[0] == path.node() && self.matches(path)
+    }
 }
 
 impl FromStr for PathPattern {
@@ -259,6 +265,13 @@ impl GrantSet {
         self.env.iter().any(|p| p.matches(path))
     }
 
+    /// True when a pattern that names `path`'s node explicitly allows it:
+    /// how calls to peers are granted, so a wildcard written for this
+    /// node's operations never reaches another node.
+    pub fn allows_env_on_peer(&self, path: &OperationPath) -> bool {
+        self.env.iter().any(|p| p.matches_named_node(path))
+    }
+
     /// The line an operator adds to `stack.toml` to grant an `env` call to
     /// `path` for `plugin`; used in `denied` errors.
     pub fn env_grant_hint(plugin: &str, path: &OperationPath) -> String {
@@ -286,6 +299,22 @@ impl GrantSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_are_granted_only_by_name() {
+        let grants = GrantSet {
+            env: vec![
+                "/*/echo/*".parse().unwrap(),
+                "/worker-1/host/*".parse().unwrap(),
+            ],
+            ..GrantSet::default()
+        };
+        let path = |p: &str| p.parse::<OperationPath>().unwrap();
+        assert!(grants.allows_env(&path("/node/echo/ping")));
+        assert!(!grants.allows_env_on_peer(&path("/worker-1/echo/ping")));
+        assert!(grants.allows_env_on_peer(&path("/worker-1/host/ping")));
+        assert!(!grants.allows_env_on_peer(&path("/worker-2/host/ping")));
+    }
 
     fn path(s: &str) -> OperationPath {
         s.parse().unwrap()

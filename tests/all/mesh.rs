@@ -157,16 +157,22 @@ fn error_of(out: &hearth_tests::CliOutput) -> (String, String) {
 #[test]
 fn a_head_calls_two_workers_composes_them_and_is_held_to_their_grants() {
     let (head, w1, w2) = (seat("head"), seat("worker-1"), seat("worker-2"));
-    let worker_rest = |head: &Seat| {
-        format!(
-            "{}[plugins.echo]\ngrants.kv = true\n[plugins.relay]\ngrants.env = [\"/node/echo/*\", \"/head/echo/*\"]\n",
-            head.as_peer(true, "allow = [\"/node/echo/*\", \"/node/host/ping\"]")
-        )
-    };
-    let rest1 = worker_rest(&head);
-    let rest2 = worker_rest(&head);
+    // Worker-1 also knows worker-2, and lets the head use its relay.
+    let rest1 = format!(
+        "{}{}[plugins.echo]\ngrants.kv = true\n[plugins.relay]\ngrants.env = [\"/node/echo/*\", \"/head/echo/*\", \"/worker-2/echo/*\"]\n",
+        head.as_peer(
+            true,
+            "allow = [\"/node/echo/*\", \"/node/host/ping\", \"/node/relay/forward\"]"
+        ),
+        w2.as_peer(false, "")
+    );
+    let rest2 = format!(
+        "{}[plugins.echo]\n",
+        head.as_peer(true, "allow = [\"/node/echo/*\", \"/node/host/ping\"]")
+    );
+    // `/*/host/*` covers the head's own host operations, never a peer's.
     let head_rest = format!(
-        "{}{}[plugins.echo]\n[plugins.relay]\ngrants.env = [\"/node/echo/*\", \"/worker-1/echo/*\", \"/worker-2/echo/*\"]\n",
+        "{}{}[plugins.echo]\n[plugins.relay]\ngrants.env = [\"/node/echo/*\", \"/worker-1/echo/*\", \"/worker-2/echo/*\", \"/*/host/*\"]\n",
         w1.as_peer(true, ""),
         w2.as_peer(true, "")
     );
@@ -215,6 +221,8 @@ fn a_head_calls_two_workers_composes_them_and_is_held_to_their_grants() {
             {"path": "/worker-2/echo/ping", "input": {"msg": "two"}},
             {"path": "/node/echo/ping", "input": {"msg": "here"}},
             {"path": "/worker-1/relay/ping", "input": {"msg": "not granted"}},
+            {"path": "/worker-1/host/ping", "input": {}},
+            {"path": "/node/host/ping", "input": {}},
         ]}),
     )
     .ok_json();
@@ -230,6 +238,33 @@ fn a_head_calls_two_workers_composes_them_and_is_held_to_their_grants() {
         refused.contains("not granted calls to /worker-1/relay/ping"),
         "{refused}"
     );
+    let wildcard = results[4]["error"].as_str().unwrap();
+    assert!(
+        wildcard.starts_with("denied:"),
+        "a `*` node never means a peer: {wildcard}"
+    );
+    assert_eq!(results[5]["output"]["node"], "head");
+
+    // A peer's call cannot be passed on to a third node, even by a plugin
+    // that may call it: the head reaches worker-2 only directly.
+    let (code, message) = error_of(&call(
+        &head,
+        "/worker-1/relay/forward",
+        &json!({"path": "/worker-2/echo/ping", "input": {"msg": "hop"}}),
+    ));
+    assert_eq!(code, "denied");
+    assert!(
+        message.contains("serving a call from peer `head`"),
+        "{message}"
+    );
+    // Worker-1's own relay reaches worker-2 (it has no connection: it
+    // waits for worker-2 to dial, which it never does, so `unavailable`).
+    let (code, message) = error_of(&call(
+        &w1,
+        "/node/relay/forward",
+        &json!({"path": "/worker-2/echo/ping", "input": {"msg": "own"}}),
+    ));
+    assert_eq!(code, "unavailable", "{message}");
 
     // Composition the other way round: worker-1's relay calls the head,
     // which grants it nothing: denied by the head, saying how to allow it.
@@ -670,7 +705,15 @@ async fn malformed_streams_from_a_peer_are_refused_and_the_node_keeps_serving() 
         ("/node/host/plugins", "may not call /node/host/plugins"),
         (
             "/other/echo/ping",
-            "calls are never forwarded between peers",
+            "calls from peers never reach another node",
+        ),
+        (
+            "/nowhere/echo/ping",
+            "calls from peers never reach another node",
+        ),
+        (
+            "/node/echo/pnig",
+            "has no operation at `/node/echo/pnig` for peer `raw`",
         ),
         ("/worker-1/echo/ping", ""),
     ] {
@@ -766,4 +809,66 @@ fn peer_count(node: &TestNode) -> usize {
         .as_array()
         .unwrap()
         .len()
+}
+
+#[test]
+fn no_plugin_signs_with_the_node_identity_whatever_its_grants() {
+    let node = seat("solo").start("", "[plugins.signer]\ngrants.vault = [\"m\"]\n");
+    let sign = |path: &str| {
+        call(
+            &node,
+            "/node/signer/sign",
+            &json!({"path": path, "message": "handshake"}),
+        )
+    };
+    let (code, message) = error_of(&sign("m/74'/0'/0'/0'"));
+    assert_eq!(code, "denied");
+    assert!(message.contains("the node identity"), "{message}");
+    let (code, _) = error_of(&sign("m/74'/0'/7'"));
+    assert_eq!(code, "denied");
+    sign("m/74'/5'/0'").ok_json();
+}
+
+#[test]
+fn a_locked_vault_keeps_the_node_off_the_mesh_until_unlocked() {
+    let (head, w1) = (seat("head"), seat("worker-1"));
+    let head_rest = format!("{}[plugins.echo]\n", w1.as_peer(true, ""));
+    let w1_rest = format!(
+        "{}[plugins.echo]\n",
+        head.as_peer(false, "allow = [\"/node/echo/*\"]")
+    );
+    let _w1 = w1.start("", &w1_rest);
+    // The head starts without its passphrase: vault locked.
+    let stack = format!(
+        "[node]\nname = \"head\"\n[mesh]\nlisten = \"127.0.0.1:{}\"\n{head_rest}",
+        head.port
+    );
+    let head = TestNode::start_with_stack_env(head.dir, &stack, &[]);
+    assert!(head.banner.contains("vault locked"), "{}", head.banner);
+    let status = wait_for_state(&head, "worker-1", "locked");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("host vault unlock")
+    );
+    let (code, message) = error_of(&call(&head, "/worker-1/echo/ping", &json!({"msg": "x"})));
+    assert_eq!(code, "unavailable");
+    assert!(message.contains("vault is locked"), "{message}");
+
+    let unlocked = Command::new(host_bin())
+        .arg("--socket")
+        .arg(head.socket())
+        .args(["vault", "unlock"])
+        .env("HEARTH_PASSPHRASE", PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(
+        unlocked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unlocked.stderr)
+    );
+    wait_for_state(&head, "worker-1", "connected");
+    let out = call(&head, "/worker-1/echo/ping", &json!({"msg": "unlocked"})).ok_json();
+    assert_eq!(out["msg"], "unlocked");
 }

@@ -40,6 +40,7 @@ async fn serve(
     }
     let node = Node::start(&config).await?;
     unlock_at_start(&node, passphrase_file.as_deref()).await?;
+    node.start_mesh();
     let server = SocketServer::bind(&config.socket).await?;
     println!(
         "hearth node `{}` ready in {} ms: {} plugins, {} operations\nidentity: {}\nsocket: {}\nmesh: {}\ndata: {}\nconfig: {}",

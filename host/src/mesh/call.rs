@@ -13,7 +13,7 @@ use hearth_registry::{CallError, ErrorCode, OperationPath, ResponseEnvelope, Sou
 use tokio::sync::mpsc;
 
 use super::Mesh;
-use super::features::{DEADLINES, EVENTS};
+use super::features::{CALLS, CANCEL, DEADLINES, EVENTS};
 use super::link::Session;
 use super::wire::{self, meta};
 use crate::transport::frame::{self, CallFrame, ClientFrame, NodeFrame, WireResult};
@@ -47,15 +47,17 @@ pub struct RemoteCall {
 }
 
 /// Resets the call stream unless the call completed: dropping an
-/// unfinished call (deadline, caller gone) cancels it on the peer.
+/// unfinished call (deadline, caller gone) cancels it on the peer when
+/// `cancel` was negotiated.
 struct CallStream {
     send: quinn::SendStream,
     done: bool,
+    cancel: bool,
 }
 
 impl Drop for CallStream {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && self.cancel {
             let _ = self.send.reset(wire::RESET_CANCELLED.into());
         }
     }
@@ -102,16 +104,26 @@ async fn exchange(
     call: RemoteCall,
 ) -> Result<ResponseEnvelope, CallError> {
     let path = call.path;
+    if !session.has(CALLS) {
+        return Err(CallError::new(
+            ErrorCode::Unavailable,
+            format!("`{peer}` and this node did not negotiate `calls`"),
+        ));
+    }
     let (send, mut recv) = session
         .connection
         .open_bi()
         .await
         .map_err(|e| lost(peer, &path, super::link::describe_close(&e)))?;
-    let mut stream = CallStream { send, done: false };
+    let mut stream = CallStream {
+        send,
+        done: false,
+        cancel: session.has(CANCEL),
+    };
     let mut metadata: Vec<(String, String)> = call
         .metadata
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("hearth-"))
+        .filter(|(k, _)| !k.starts_with(meta::RESERVED_PREFIX))
         .collect();
     if let Some(parent) = call.parent_request_id {
         metadata.push((meta::PARENT_REQUEST_ID.to_owned(), parent));

@@ -42,6 +42,29 @@ fn is_crypto(code: quinn::TransportErrorCode) -> bool {
     (0x100..0x200).contains(&u64::from(code))
 }
 
+/// What a TLS alert from the other side means between Hearth nodes. The
+/// acceptor takes any node key in TLS (and refuses unknown ones with a
+/// reason afterwards), so an alert is about the handshake itself.
+pub(super) fn explain_alert(code: quinn::TransportErrorCode) -> String {
+    let alert = u64::from(code) & 0xff;
+    let meaning = match alert {
+        40 => {
+            "the peer could not complete the handshake: its vault may be locked (`host vault unlock` there)"
+        }
+        42 | 43 | 46 | 48 | 49 => {
+            "the peer refused this node's certificate: its stack.toml must pin this node's key (paste this node's `host id` output into its [peers])"
+        }
+        116 => {
+            "the peer got no certificate from this node: is this node's vault locked? (`host vault unlock`)"
+        }
+        120 => {
+            "the peer speaks another mesh protocol (ALPN `hearth-mesh/1` expected): upgrade the older node"
+        }
+        _ => "the TLS handshake failed",
+    };
+    format!("{meaning} (TLS alert {alert})")
+}
+
 /// Classifies why a connection attempt or hello failed.
 fn connection_failed(err: &quinn::ConnectionError) -> DialError {
     let text = describe_close(err);
@@ -52,9 +75,7 @@ fn connection_failed(err: &quinn::ConnectionError) -> DialError {
             DialError::Refused(format!("TLS handshake refused: {text}"))
         }
         quinn::ConnectionError::ConnectionClosed(c) if is_crypto(c.error_code) => {
-            DialError::Refused(format!(
-                "the peer refused this node's certificate ({text}); its stack.toml must pin this node's key: paste this node's `host id` output into its [peers]"
-            ))
+            DialError::Refused(explain_alert(c.error_code))
         }
         _ => DialError::Unreachable(text),
     }
@@ -105,11 +126,23 @@ pub(super) async fn dial(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
+    // The endpoint's socket reaches only its own address family (an
+    // IPv4 listener cannot dial `::1`, which `localhost` may resolve to).
+    let ipv4_only = endpoint.local_addr().is_ok_and(|a| a.is_ipv4());
     let addr = tokio::net::lookup_host(address)
         .await
         .map_err(|e| DialError::Unreachable(format!("cannot resolve {address}: {e}")))?
-        .next()
-        .ok_or_else(|| DialError::Unreachable(format!("{address} resolves to no address")))?;
+        .find(|a| a.is_ipv4() || !ipv4_only)
+        .ok_or_else(|| {
+            DialError::Unreachable(format!(
+                "{address} resolves to no address this node's socket can reach{}",
+                if ipv4_only {
+                    " (IPv4 only: listen on `[::]:port` for IPv6)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
     let connecting = endpoint
         .connect_with(link.client.clone(), addr, tls::SERVER_NAME)
         .map_err(|e| DialError::Unreachable(format!("cannot dial {addr}: {e}")))?;
@@ -182,11 +215,13 @@ pub(super) async fn accept_loop(mesh: Arc<Mesh>, endpoint: quinn::Endpoint) {
             let connection = match incoming.await {
                 Ok(connection) => connection,
                 Err(err) => {
-                    tracing::warn!(
-                        %remote,
-                        error = %describe_close(&err),
-                        "a node's handshake failed; if it pins another key for this node, its operator must paste this node's `host id` output into its [peers]"
-                    );
+                    let why = match &err {
+                        quinn::ConnectionError::ConnectionClosed(c) if is_crypto(c.error_code) => {
+                            explain_alert(c.error_code)
+                        }
+                        other => describe_close(other),
+                    };
+                    tracing::warn!(%remote, reason = %why, "a node's handshake failed");
                     return;
                 }
             };

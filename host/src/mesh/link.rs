@@ -21,6 +21,8 @@ use super::{Mesh, PeerConfig, handshake, serve};
 const BACKOFF_START: Duration = Duration::from_millis(200);
 /// Longest wait between dials.
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often a dialer checks whether a locked vault has been unlocked.
+const LOCKED_POLL: Duration = Duration::from_millis(250);
 /// How long a call waits for the very first dial of a peer to finish.
 const FIRST_DIAL_WAIT: Duration = Duration::from_secs(3);
 
@@ -66,6 +68,8 @@ enum Dial {
     Backoff { retry_at: Instant, refused: bool },
     /// Connected outbound.
     Up,
+    /// This node's vault is locked: no dial can succeed until it is unlocked.
+    Locked,
 }
 
 #[derive(Debug)]
@@ -74,6 +78,8 @@ struct State {
     inbound: Option<Session>,
     dial: Dial,
     last_error: Option<String>,
+    /// A call has woken the dialer during the current backoff.
+    nudged: bool,
 }
 
 /// A configured peer and its connections.
@@ -99,8 +105,9 @@ pub struct PeerStatus {
     pub public_key: String,
     /// `sha256:` fingerprint of the key.
     pub fingerprint: String,
-    /// `connected`, `connecting`, `unreachable`, `refused` or `waiting`
-    /// (no address: waits for the peer to dial).
+    /// `connected`, `connecting`, `unreachable`, `refused`, `waiting`
+    /// (no address: waits for the peer to dial) or `locked` (this node's
+    /// vault is locked).
     pub state: String,
     /// Who dialed the connection in use.
     pub direction: Option<Direction>,
@@ -142,10 +149,16 @@ impl PeerLink {
                 inbound: None,
                 dial,
                 last_error: None,
+                nudged: false,
             }),
             changed: watch::channel(0).0,
             wake: Notify::new(),
         }
+    }
+
+    /// Interrupts the dialer's wait.
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// The peer's name.
@@ -162,35 +175,51 @@ impl PeerLink {
         self.changed.send_modify(|generation| *generation += 1);
     }
 
-    /// A connection to make a call on, waiting only for a first dial in
-    /// progress (never past `deadline`); otherwise `unavailable` at once.
+    /// A live connection, outbound first. One that has closed is skipped
+    /// even before its serving task notices.
+    fn live_session(state: &State) -> Option<Session> {
+        [&state.outbound, &state.inbound]
+            .into_iter()
+            .flatten()
+            .find(|s| s.connection.close_reason().is_none())
+            .cloned()
+    }
+
+    /// A connection to make a call on. It waits (never past `deadline`)
+    /// only while a dial that has not failed yet is in progress — the
+    /// first dial of a peer, or the redial right after a lost connection;
+    /// otherwise it fails at once with `unavailable`.
     pub async fn session_for_call(&self, deadline: Instant) -> Result<Session, CallError> {
         let mut changed = self.changed.subscribe();
         let wait_until = deadline.min(Instant::now() + FIRST_DIAL_WAIT);
         loop {
-            let waiting = {
-                let state = self.lock();
-                if let Some(session) = state.outbound.as_ref().or(state.inbound.as_ref()) {
-                    return Ok(session.clone());
+            {
+                let mut state = self.lock();
+                if let Some(session) = Self::live_session(&state) {
+                    return Ok(session);
                 }
-                match &state.dial {
-                    Dial::Connecting { failures: 0 } => true,
-                    _ => {
-                        let reason = self.unavailable_reason(&state);
-                        drop(state);
+                if !matches!(state.dial, Dial::Connecting { failures: 0 }) {
+                    let reason = self.unavailable_reason(&state);
+                    // Wake a dialer that is waiting out its backoff after
+                    // no answer, once per wait: a refusal needs the other
+                    // side fixed, and a dial in progress needs no nudge.
+                    let nudge =
+                        matches!(state.dial, Dial::Backoff { refused: false, .. }) && !state.nudged;
+                    state.nudged |= nudge;
+                    drop(state);
+                    if nudge {
                         self.wake.notify_one();
-                        return Err(CallError::new(ErrorCode::Unavailable, reason));
                     }
+                    return Err(CallError::new(ErrorCode::Unavailable, reason));
                 }
-            };
-            debug_assert!(waiting);
+            }
             let timed_out = tokio::time::timeout_at(wait_until.into(), changed.changed())
                 .await
                 .is_err();
             if timed_out {
                 let state = self.lock();
-                if let Some(session) = state.outbound.as_ref().or(state.inbound.as_ref()) {
-                    return Ok(session.clone());
+                if let Some(session) = Self::live_session(&state) {
+                    return Ok(session);
                 }
                 return Err(CallError::new(
                     ErrorCode::Unavailable,
@@ -253,10 +282,12 @@ impl PeerLink {
     /// What `host peers` shows.
     pub fn status(&self) -> PeerStatus {
         let state = self.lock();
-        let session = state.outbound.as_ref().or(state.inbound.as_ref());
+        let live = Self::live_session(&state);
+        let session = live.as_ref();
         let label = match (&session, &state.dial) {
             (Some(_), _) => "connected",
             (None, Dial::Waiting) => "waiting",
+            (None, Dial::Locked) => "locked",
             (None, Dial::Connecting { .. }) | (None, Dial::Up) => "connecting",
             (None, Dial::Backoff { refused: true, .. }) => "refused",
             (None, Dial::Backoff { .. }) => "unreachable",
@@ -293,7 +324,26 @@ pub(super) async fn dial_loop(mesh: Arc<Mesh>, link: Arc<PeerLink>, endpoint: qu
     let name = link.config.name.clone();
     let mut failures: u32 = 0;
     loop {
-        link.update(|state| state.dial = Dial::Connecting { failures });
+        // The node is gone (dropped or shutting down): stop dialing.
+        if mesh.node().is_none() || mesh.closing() {
+            return;
+        }
+        if !mesh.can_sign() {
+            // No handshake can succeed until the vault is unlocked.
+            link.update(|state| {
+                state.last_error = Some(
+                    "this node's vault is locked, so it cannot prove its identity: `host vault unlock`"
+                        .to_owned(),
+                );
+                state.dial = Dial::Locked;
+            });
+            wait_or_wake(&link, LOCKED_POLL).await;
+            continue;
+        }
+        link.update(|state| {
+            state.dial = Dial::Connecting { failures };
+            state.nudged = false;
+        });
         match handshake::dial(&mesh, &link, &endpoint).await {
             Ok(session) => {
                 failures = 0;

@@ -35,7 +35,7 @@ use features::Features;
 use link::PeerLink;
 
 /// Call streams one connection may have open at once, each way.
-const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// One `[peers.<name>]` entry, resolved.
 #[derive(Debug, Clone)]
@@ -116,6 +116,8 @@ pub enum MeshError {
 pub struct Mesh {
     name: String,
     endpoint: Option<quinn::Endpoint>,
+    certificate: Arc<tls::NodeCertificate>,
+    closing: std::sync::atomic::AtomicBool,
     features: Features,
     links: BTreeMap<String, Arc<PeerLink>>,
     by_key: HashMap<[u8; 32], Arc<PeerLink>>,
@@ -184,6 +186,8 @@ impl Mesh {
         Ok(Arc::new(Mesh {
             name: name.to_owned(),
             endpoint,
+            certificate,
+            closing: std::sync::atomic::AtomicBool::new(false),
             features: config.features.clone(),
             links,
             by_key,
@@ -274,8 +278,24 @@ impl Mesh {
         })
     }
 
-    /// Closes every connection (at shutdown), telling peers why.
+    /// True when this node can sign a handshake (its vault is not locked).
+    fn can_sign(&self) -> bool {
+        self.certificate.can_sign()
+    }
+
+    /// True once [`Mesh::close`] ran.
+    fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Closes every connection (at shutdown or when the node is dropped),
+    /// telling peers why; dialers stop.
     pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for link in self.links.values() {
+            link.wake();
+        }
         if let Some(endpoint) = &self.endpoint {
             endpoint.close(wire::close::DONE.into(), b"node shutting down");
         }

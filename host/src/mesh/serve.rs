@@ -3,17 +3,22 @@
 //! handed to [`crate::node::Node::call`] with the call.
 //!
 //! A call whose caller resets its stream, sends `Cancel`, or loses the
-//! connection is cancelled here: its task is dropped, and with it the
-//! plugin instance running it.
+//! connection is cancelled here (when `cancel` was negotiated): its task
+//! is dropped, and with it the plugin instance running it.
+//!
+//! What a peer can make this node hold is bounded: call frames are read
+//! only against a per-connection byte budget, a peer that stops reading its
+//! replies has its call dropped after [`WRITE_STALL`], and the number of
+//! streams is capped by the transport.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_registry::{CallError, ErrorCode};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::Mesh;
-use super::features::{DEADLINES, EVENTS};
+use super::features::{CALLS, CANCEL, DEADLINES, EVENTS};
 use super::link::{PeerLink, Session};
 use super::wire::{self, meta};
 use crate::node::{CallRequest, PeerCaller};
@@ -22,6 +27,16 @@ use crate::transport::frame::{self, ClientFrame, FrameError, NodeFrame, WireResu
 
 /// Events of one call buffered before the plugin waits.
 const EVENT_QUEUE: usize = 64;
+/// Bytes of call frames one connection may have in memory at once (at
+/// least two of the largest frame); more calls wait for room.
+const CONNECTION_BUDGET: usize = 64 << 20;
+/// Budget unit: permits count KiB.
+const BUDGET_UNIT: usize = 1024;
+/// How long a write may wait on a peer that does not read before the call
+/// is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(10);
+/// Largest frame a caller may send after its `Call` (a `Cancel`).
+const MAX_FOLLOW_UP_BYTES: u32 = 1024;
 
 /// Serves the peer's call streams until the connection ends; returns why.
 pub(super) async fn serve_connection(
@@ -29,14 +44,19 @@ pub(super) async fn serve_connection(
     link: &Arc<PeerLink>,
     session: &Session,
 ) -> quinn::ConnectionError {
+    let max_frame = mesh.node().map_or(0, |n| n.limits().max_frame_bytes) as usize;
+    let budget = Arc::new(Semaphore::new(
+        CONNECTION_BUDGET.max(2 * max_frame) / BUDGET_UNIT,
+    ));
     loop {
         match session.connection.accept_bi().await {
             Ok((send, recv)) => {
                 let mesh = mesh.clone();
                 let link = link.clone();
                 let session = session.clone();
+                let budget = budget.clone();
                 tokio::spawn(async move {
-                    serve_call(&mesh, &link, &session, send, recv).await;
+                    serve_call(&mesh, &link, &session, &budget, send, recv).await;
                 });
             }
             Err(err) => return err,
@@ -54,9 +74,9 @@ enum CallerSignal {
 
 /// Watches the caller's side of a call stream. Finishing it (FIN) is not
 /// a cancellation: the caller still waits for the reply.
-async fn watch_caller(mut recv: quinn::RecvStream, max_frame: u32) -> CallerSignal {
+async fn watch_caller(mut recv: quinn::RecvStream) -> CallerSignal {
     loop {
-        match frame::read_frame(&mut recv, max_frame).await {
+        match frame::read_frame(&mut recv, MAX_FOLLOW_UP_BYTES).await {
             Ok(Some(body)) => {
                 if let Ok(ClientFrame::Cancel { .. }) = frame::decode::<ClientFrame>(&body) {
                     return CallerSignal::Cancelled;
@@ -68,8 +88,13 @@ async fn watch_caller(mut recv: quinn::RecvStream, max_frame: u32) -> CallerSign
     }
 }
 
+/// Writes `frame`; false when the peer is gone or has not read for
+/// [`WRITE_STALL`].
 async fn send(send: &mut quinn::SendStream, frame: &NodeFrame) -> bool {
-    frame::write_frame(send, frame).await.is_ok()
+    matches!(
+        tokio::time::timeout(WRITE_STALL, frame::write_frame(send, frame)).await,
+        Ok(Ok(()))
+    )
 }
 
 fn refused(id: Option<u64>, code: ErrorCode, message: String) -> NodeFrame {
@@ -83,6 +108,7 @@ async fn serve_call(
     mesh: &Mesh,
     link: &PeerLink,
     session: &Session,
+    budget: &Semaphore,
     mut tx: quinn::SendStream,
     mut rx: quinn::RecvStream,
 ) {
@@ -100,9 +126,40 @@ async fn serve_call(
     };
     let max_frame = node.limits().max_frame_bytes;
     let peer = link.name();
-    let body = match frame::read_frame(&mut rx, max_frame).await {
-        Ok(Some(body)) => body,
+    if !session.has(CALLS) {
+        let _ = send(
+            &mut tx,
+            &refused(
+                None,
+                ErrorCode::Unavailable,
+                format!("`{}` and `{peer}` did not negotiate `calls`", mesh.name),
+            ),
+        )
+        .await;
+        let _ = tx.finish();
+        return;
+    }
+    let len = match frame::read_frame_len(&mut rx, max_frame).await {
+        Ok(Some(len)) => Ok(len),
         Ok(None) => return,
+        Err(err) => Err(err),
+    };
+    let units = len
+        .as_ref()
+        .map_or(0, |len| (*len as usize).div_ceil(BUDGET_UNIT));
+    // Held until the call is done: its input lives that long.
+    let Ok(_reserved) = budget
+        .acquire_many(u32::try_from(units).unwrap_or(u32::MAX))
+        .await
+    else {
+        return;
+    };
+    let body = match len {
+        Ok(len) => frame::read_frame_body(&mut rx, len).await,
+        Err(err) => Err(err),
+    };
+    let body = match body {
+        Ok(body) => body,
         Err(err @ FrameError::Oversize { .. }) => {
             tracing::warn!(peer, error = %err, "refused an oversize call frame from a peer");
             let _ = send(&mut tx, &refused(None, ErrorCode::ResourceExhausted, format!("{err}; the stream is closed (the receiving node's `limits.max_frame_bytes`)"))).await;
@@ -166,6 +223,8 @@ async fn serve_call(
         match key.as_str() {
             meta::PARENT_REQUEST_ID => parent_request_id = Some(value),
             meta::DEPTH => depth = value.parse().unwrap_or(0),
+            // The reserved prefix is the host's; a peer cannot set it.
+            reserved if reserved.starts_with(meta::RESERVED_PREFIX) => {}
             _ => metadata.push((key, value)),
         }
     }
@@ -191,7 +250,15 @@ async fn serve_call(
             depth,
         }),
     };
-    let caller = watch_caller(rx, max_frame);
+    // Without `cancel` the call runs to its end whatever the caller does.
+    let cancellable = session.has(CANCEL);
+    let caller = async move {
+        if cancellable {
+            watch_caller(rx).await
+        } else {
+            std::future::pending().await
+        }
+    };
     tokio::pin!(caller);
     let running = node.call(request);
     tokio::pin!(running);

@@ -106,6 +106,11 @@ impl NodeCertificate {
         self.public
     }
 
+    /// False while the vault is locked: no certificate, no handshake.
+    pub fn can_sign(&self) -> bool {
+        self.vault.status().state != "locked"
+    }
+
     /// The certificate and signer, or `None` (logged) while the vault is
     /// locked: handshakes fail until it is unlocked.
     fn certified(&self) -> Option<Arc<CertifiedKey>> {
@@ -381,11 +386,16 @@ pub fn transport(
     let mut transport = quinn::TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(idle_timeout)
         .map_err(|e| TlsError::IdleTimeout(e.to_string()))?;
+    // Bounded windows: what a peer can make this node buffer before it
+    // reads is capped per stream and per connection.
     transport
         .max_idle_timeout(Some(idle))
         .keep_alive_interval(Some(idle_timeout / 3))
         .max_concurrent_bidi_streams(max_streams.into())
-        .max_concurrent_uni_streams(0u32.into());
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window((1u32 << 20).into())
+        .receive_window((8u32 << 20).into())
+        .send_window(8 << 20);
     Ok(transport)
 }
 

@@ -25,8 +25,9 @@ pub mod meta {
     pub const PARENT_REQUEST_ID: &str = "hearth-parent-request-id";
     /// How deeply nested the call already is on the calling node.
     pub const DEPTH: &str = "hearth-depth";
-    /// Who the calling node made the call for (`local:uid:1000`, …).
-    pub const ORIGIN: &str = "hearth-origin";
+    /// Keys with this prefix are the host's: dropped from what a peer or
+    /// a client sends, never shown to a handler.
+    pub const RESERVED_PREFIX: &str = "hearth-";
 }
 
 /// Application close codes on a mesh connection.

@@ -173,8 +173,13 @@ impl Node {
             started: Instant::now(),
             this: this.clone(),
         });
-        mesh.start(Arc::downgrade(&node));
         Ok(node)
+    }
+
+    /// Starts accepting and dialing peers. `host serve` calls it once the
+    /// vault is unlocked, so the first dials can already prove the identity.
+    pub fn start_mesh(self: &Arc<Self>) {
+        self.mesh.start(Arc::downgrade(self));
     }
 
     /// The mesh: peers and calls to them.
@@ -214,7 +219,34 @@ impl Node {
 
     /// Serves a call from outside the node.
     pub async fn call(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
-        let path = match self.resolve(&request.path)? {
+        // A peer learns nothing it was not granted: no "did you mean"
+        // paths and no list of this node's other peers.
+        let quiet = |err: CallError| match &request.peer {
+            Some(caller) if err.code == ErrorCode::NotFound => CallError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "`{}` has no operation at `{}` for peer `{}`",
+                    self.name, request.path, caller.name
+                ),
+            ),
+            _ => err,
+        };
+        if let Some(caller) = &request.peer {
+            let other_node = request
+                .path
+                .parse::<OperationPath>()
+                .is_ok_and(|p| !p.is_local(&self.name));
+            if other_node {
+                return Err(CallError::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "peer `{}` may call only operations of `{}`: calls from peers never reach another node",
+                        caller.name, self.name
+                    ),
+                ));
+            }
+        }
+        let path = match self.resolve(&request.path).map_err(quiet)? {
             Target::Local(path) => path,
             Target::Remote { peer, path } => return self.call_remote(request, peer, path).await,
         };
@@ -225,7 +257,7 @@ impl Node {
             }
             None => (0, None),
         };
-        let route = self.routes.lookup(&path)?;
+        let route = self.routes.lookup(&path).map_err(|e| quiet(e.into()))?;
         if let Some(missing) = route
             .spec
             .scopes
@@ -261,6 +293,7 @@ impl Node {
             depth,
             chain: vec![path],
             events: request.events,
+            from_peer: request.peer.map(|p| p.name),
         };
         self.execute(route, ctx, &request.input).await
     }
@@ -272,15 +305,6 @@ impl Node {
         peer: String,
         path: OperationPath,
     ) -> Result<ResponseEnvelope, CallError> {
-        if let Some(caller) = &request.peer {
-            return Err(CallError::new(
-                ErrorCode::Denied,
-                format!(
-                    "peer `{}` asked this node to forward a call to `{peer}`; calls are never forwarded between peers: call `{peer}` directly",
-                    caller.name
-                ),
-            ));
-        }
         // Without a deadline of its own the call gets the peer's limit for
         // the operation (or runs as long as a subscription may), so only
         // an explicit one travels.
@@ -317,7 +341,7 @@ impl Node {
                 ),
             ));
         }
-        if caller.depth >= self.limits.max_call_depth {
+        if caller.depth > self.limits.max_call_depth {
             return Err(CallError::new(
                 ErrorCode::ResourceExhausted,
                 format!(
@@ -345,7 +369,12 @@ impl Node {
                     .map_err(|e| CallError::new(ErrorCode::NotFound, e.to_string()))?
             }
         };
-        if !caller.grants.allows_env(&path) {
+        let granted = match &target {
+            Target::Local(_) => caller.grants.allows_env(&path),
+            // `*` never stands for a node: a peer must be named.
+            Target::Remote { .. } => caller.grants.allows_env_on_peer(&path),
+        };
+        if !granted {
             return Err(CallError::new(
                 ErrorCode::Denied,
                 format!(
@@ -356,6 +385,15 @@ impl Node {
             ));
         }
         let parent = caller.ctx;
+        if let (Target::Remote { peer, .. }, Some(origin)) = (&target, &parent.from_peer) {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "plugin `{}` is serving a call from peer `{origin}` and may not pass it on to `{peer}`: calls from peers never reach a third node",
+                    caller.plugin
+                ),
+            ));
+        }
         let depth = parent.depth + 1;
         if depth > self.limits.max_call_depth {
             // The last few hops show the cycle without flooding the message.
@@ -415,6 +453,7 @@ impl Node {
             depth,
             chain,
             events: None,
+            from_peer: parent.from_peer,
         };
         self.execute(route, ctx, &input).await
     }
@@ -549,6 +588,14 @@ impl Node {
 
     fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // The mesh's tasks hold the endpoint; without this a dropped node
+        // (tests, benches, embedders) would keep its UDP port and dialers.
+        self.mesh.close();
     }
 }
 

@@ -59,6 +59,9 @@ pub struct CallContext {
     /// Where a subscription's events go; `None` for calls that cannot
     /// stream (nested calls, plain clients).
     pub events: Option<tokio::sync::mpsc::Sender<String>>,
+    /// The peer this call (or the call that made it) came from; such a
+    /// call may not reach any other node.
+    pub from_peer: Option<String>,
 }
 
 impl CallContext {
@@ -74,6 +77,7 @@ impl CallContext {
             depth: 0,
             chain: Vec::new(),
             events: None,
+            from_peer: None,
         }
     }
 

@@ -242,6 +242,20 @@ impl CallState {
         use crate::vault::DerivationPath;
         let parsed = DerivationPath::parse(path)
             .map_err(|e| CallError::new(ErrorCode::InvalidInput, e.to_string()))?;
+        // The node identity's branch signs the mesh's TLS handshakes: a
+        // plugin holding it could log in to every peer as this node. No
+        // grant reaches it, however broad.
+        let reserved = DerivationPath::parse(crate::vault::IDENTITY_BRANCH)
+            .map_err(|e| CallError::new(ErrorCode::Failed, e.to_string()))?;
+        if parsed.starts_with(&reserved) {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "vault path {parsed} is under {}, the node identity, which no plugin may use; use another branch such as m/74'/1'",
+                    crate::vault::IDENTITY_BRANCH
+                ),
+            ));
+        }
         let granted = self.caller.grants.vault.iter().any(|prefix| {
             DerivationPath::parse(prefix.as_str()).is_ok_and(|prefix| parsed.starts_with(&prefix))
         });

@@ -152,6 +152,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: u32,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    match read_frame_len(reader, max).await? {
+        Some(len) => read_frame_body(reader, len).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads and checks a frame's length prefix; `Ok(None)` at a clean end of
+/// stream. Callers that budget memory reserve `len` before reading the body.
+pub async fn read_frame_len<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: u32,
+) -> Result<Option<u32>, FrameError> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -165,9 +177,26 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > max {
         return Err(FrameError::Oversize { len, max });
     }
-    let mut body = vec![0u8; len as usize];
-    reader.read_exact(&mut body).await?;
-    Ok(Some(body))
+    Ok(Some(len))
+}
+
+/// Reads a body of `len` bytes. The buffer grows as bytes arrive, so a
+/// length prefix alone never makes the reader allocate the whole frame.
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: u32,
+) -> Result<Vec<u8>, FrameError> {
+    /// What is allocated up front; the rest only as it arrives.
+    const FIRST_CHUNK: usize = 64 * 1024;
+    let mut body = Vec::with_capacity((len as usize).min(FIRST_CHUNK));
+    (&mut *reader)
+        .take(u64::from(len))
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() != len as usize {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(body)
 }
 
 /// Encodes and writes one frame.

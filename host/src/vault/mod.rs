@@ -30,6 +30,8 @@ use secret::SecretBytes;
 
 /// The node identity's derivation path.
 pub const IDENTITY_PATH: &str = "m/74'/0'/0'/0'";
+/// The branch the node identity lives under; reserved to the host.
+pub const IDENTITY_BRANCH: &str = "m/74'/0'";
 /// Kind of the vault file's record.
 pub const SEED_KIND: &str = "seed";
 /// Version byte of encryption envelopes.
