@@ -209,6 +209,30 @@ fn a_head_calls_two_workers_composes_them_and_is_held_to_their_grants() {
         .ok_json();
     assert_eq!(out["output"]["msg"], "hi");
     assert_eq!(out["source"], json!({"remote": "worker-1"}));
+    // It runs there as the calling node, with the caller's deadline.
+    let context = head
+        .cli(&[
+            "call",
+            "/worker-1/echo/context",
+            "{}",
+            "--timeout-ms",
+            "3000",
+        ])
+        .ok_json();
+    assert_eq!(context["identity"], "peer:head");
+    let left = context["deadline_ms"].as_u64().unwrap();
+    assert!(left > 0 && left <= 3000, "{context}");
+    // Through a plugin on the head, the request ids chain across nodes and
+    // the nesting depth carries on.
+    let nested = call(
+        &head,
+        "/node/relay/forward",
+        &json!({"path": "/worker-1/echo/context", "input": {}}),
+    )
+    .ok_json();
+    assert_eq!(nested["identity"], "peer:head");
+    assert_eq!(nested["depth"], 1, "{nested}");
+    assert!(nested["parent_request_id"].is_string(), "{nested}");
     let pinged = call(&head, "/worker-2/host/ping", &json!({})).ok_json();
     assert_eq!(pinged["node"], "worker-2", "it ran on worker-2");
 

@@ -191,8 +191,15 @@ fn locked_vaults_refuse_and_unlock_and_grants_hold() {
     assert!(String::from_utf8_lossy(&unlock.stdout).contains("vault: unlocked"));
     sign(&node, "m/74'/1'/0'", "m").ok_json();
 
-    // A path outside the plugin's grant is denied, naming the grant.
+    // The node identity is never a plugin's, granted or not.
     let out = sign(&node, "m/74'/0'/0'/0'", "m");
+    assert!(
+        out.stderr().contains("error[denied]") && out.stderr().contains("the node identity"),
+        "{}",
+        out.stderr()
+    );
+    // A path outside the plugin's grant is denied, naming the grant.
+    let out = sign(&node, "m/74'/2'/0'", "m");
     assert!(out.stderr().contains("error[denied]"), "{}", out.stderr());
     assert!(
         out.stderr().contains("`grants.vault` of [plugins.signer]"),
