@@ -372,6 +372,40 @@ mod tests {
     }
 
     #[test]
+    fn mesh_settings_are_resolved_and_bad_ones_named() {
+        let key = "ab".repeat(32);
+        let load = |text: String| {
+            NodeConfig::from_stack(StackFile::parse(&text, Path::new("s")).unwrap(), None)
+        };
+        let config = load(format!(
+            "[mesh]\nlisten = \"127.0.0.1:7400\"\nidle_timeout_ms = 3000\n[peers.w]\npublic_key = \"{key}\"\nallow = [\"/node/echo/*\"]"
+        ))
+        .unwrap();
+        assert_eq!(config.mesh.listen, Some("127.0.0.1:7400".parse().unwrap()));
+        assert_eq!(config.mesh.peers[0].key, [0xab; 32]);
+        assert_eq!(config.mesh.idle_timeout, Duration::from_secs(3));
+        assert!(config.mesh.features.supported.contains("events"));
+
+        for (text, fragment) in [
+            (
+                "[mesh]\nlisten = \"localhost:7400\"",
+                "not an IP address and port",
+            ),
+            (
+                "[mesh]\nrequire_features = [\"teleport\"]",
+                "unknown feature `teleport`",
+            ),
+            (
+                "[mesh]\nrequire_features = [\"events\"]\ndisable_features = [\"events\"]",
+                "both disabled and required",
+            ),
+        ] {
+            let err = load(text.to_owned()).err().unwrap().to_string();
+            assert!(err.contains(fragment), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_bundled_plugins_are_named() {
         let stack = StackFile::parse("[plugins.nope]", Path::new("s")).unwrap();
         let err = NodeConfig::from_stack(stack, None)

@@ -138,6 +138,18 @@ fn invalid_stack_files_fail_with_the_reason() {
         run("[plugins.echo]\ngrants.env = ['/node/*']")
             .contains("grant pattern `/node/*` is not valid")
     );
+    // The mesh: a taken UDP port, a peer that is this node itself, a bad key.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = run(&format!("[mesh]\nlisten = \"127.0.0.1:{port}\""));
+    assert!(
+        err.contains("cannot listen for peers on 127.0.0.1:"),
+        "{err}"
+    );
+    assert!(
+        run("[peers.w]\npublic_key = \"xyz\"").contains("peers.w.public_key must be 64 hex digits")
+    );
+    assert!(run("[mesh]\nrequire_features = ['teleport']").contains("unknown feature `teleport`"));
 }
 
 #[test]
