@@ -119,6 +119,34 @@ fn http_get(port: u16) -> String {
 }
 
 /// Removes the named containers when dropped, even when a test fails.
+/// Calls the subscription `path` on its own task; its events arrive on the
+/// receiver until the task is aborted.
+pub(crate) fn subscribe(
+    client: &std::sync::Arc<hearth_host::client::Client>,
+    path: &'static str,
+) -> (
+    tokio::task::JoinHandle<
+        Result<hearth_registry::ResponseEnvelope, hearth_host::client::ClientError>,
+    >,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let client = client.clone();
+    let task = tokio::spawn(async move {
+        client
+            .call_with_events(
+                path,
+                "{}",
+                hearth_host::client::CallOptions::default(),
+                move |event| {
+                    let _ = tx.send(event);
+                },
+            )
+            .await
+    });
+    (task, rx)
+}
+
 pub(crate) struct Cleanup(pub(crate) Vec<String>);
 
 impl Drop for Cleanup {
@@ -338,28 +366,12 @@ fn plugins_without_a_docker_grant_are_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_stream_start_and_stop_until_the_caller_leaves() {
-    use hearth_host::client::CallOptions;
     engine();
     let (node, node_name) = node("");
     let name = format!("{node_name}-evt");
     let _cleanup = Cleanup(vec![name.clone()]);
     let client = std::sync::Arc::new(node.client().await);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let subscription = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            client
-                .call_with_events(
-                    "/node/docker/events",
-                    "{}",
-                    CallOptions::default(),
-                    move |event| {
-                        let _ = tx.send(event);
-                    },
-                )
-                .await
-        })
-    };
+    let (subscription, mut rx) = subscribe(&client, "/node/docker/events");
     // The engine only reports events after the watch is set up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let run = serde_json::json!({"image": IMAGE, "name": name, "command": ["/bin/sleep", "30"]})

@@ -7,11 +7,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hearth_host::client::CallOptions;
 use hearth_tests::{TestNode, host_bin, misbehave_plugin_dir};
 use serde_json::{Value, json};
 
-use crate::docker::{Cleanup, IMAGE, engine};
+use crate::docker::{Cleanup, IMAGE, engine, subscribe};
 
 const PASSPHRASE: &str = "mesh test passphrase";
 
@@ -533,22 +532,7 @@ async fn a_workers_docker_is_driven_and_watched_from_the_head() {
     // A subscription streams across nodes: worker-1's engine events reach
     // a client of the head.
     let client = std::sync::Arc::new(head.client().await);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let subscription = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            client
-                .call_with_events(
-                    "/worker-1/docker/events",
-                    "{}",
-                    CallOptions::default(),
-                    move |e| {
-                        let _ = tx.send(e);
-                    },
-                )
-                .await
-        })
-    };
+    let (subscription, mut rx) = subscribe(&client, "/worker-1/docker/events");
     tokio::time::sleep(Duration::from_millis(700)).await;
 
     let run = json!({"image": IMAGE, "name": container, "command": ["/bin/sleep", "30"]});

@@ -153,12 +153,7 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             serve::run(config, socket, passphrase_file, started).await
         }
         Command::Id { format } => {
-            with_client(socket, format.json, async |client| {
-                let response = client.call("/node/host/id", &serde_json::json!({})).await?;
-                output::print_identity(&response.output, format.json);
-                Ok(())
-            })
-            .await
+            show(socket, format.json, "/node/host/id", output::print_identity).await
         }
         Command::Vault { command } => match command {
             vault::VaultCommand::Unlock { passphrase_file } => {
@@ -240,14 +235,7 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             .await
         }
         Command::Ops { format } => {
-            with_client(socket, format.json, async |client| {
-                let response = client
-                    .call("/node/host/ops", &serde_json::json!({}))
-                    .await?;
-                output::print_ops(&response.output, format.json);
-                Ok(())
-            })
-            .await
+            show(socket, format.json, "/node/host/ops", output::print_ops).await
         }
         Command::Bench {
             path,
@@ -279,33 +267,24 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             bench::run(plan, format.json).await
         }
         Command::Peers { format } => {
-            with_client(socket, format.json, async |client| {
-                let response = client
-                    .call("/node/host/peers", &serde_json::json!({}))
-                    .await?;
-                output::print_peers(&response.output, format.json);
-                Ok(())
-            })
-            .await
+            show(socket, format.json, "/node/host/peers", output::print_peers).await
         }
         Command::Version { format } => {
-            with_client(socket, format.json, async |client| {
-                let response = client
-                    .call("/node/host/version", &serde_json::json!({}))
-                    .await?;
-                output::print_version(&response.output, format.json);
-                Ok(())
-            })
+            show(
+                socket,
+                format.json,
+                "/node/host/version",
+                output::print_version,
+            )
             .await
         }
         Command::Plugins { format } => {
-            with_client(socket, format.json, async |client| {
-                let response = client
-                    .call("/node/host/plugins", &serde_json::json!({}))
-                    .await?;
-                output::print_plugins(&response.output, format.json);
-                Ok(())
-            })
+            show(
+                socket,
+                format.json,
+                "/node/host/plugins",
+                output::print_plugins,
+            )
             .await
         }
     }
@@ -327,6 +306,21 @@ fn read_input(input: Option<String>) -> std::io::Result<String> {
         Some("-") => std::io::read_to_string(std::io::stdin()),
         Some(text) => Ok(text.to_owned()),
     }
+}
+
+/// Calls the native operation `path` (no input) and prints its output.
+async fn show(
+    socket: Option<PathBuf>,
+    json: bool,
+    path: &str,
+    print: fn(&serde_json::Value, bool),
+) -> ExitCode {
+    with_client(socket, json, async |client| {
+        let response = client.call(path, &serde_json::json!({})).await?;
+        print(&response.output, json);
+        Ok(())
+    })
+    .await
 }
 
 async fn with_client(

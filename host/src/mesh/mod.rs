@@ -67,28 +67,6 @@ pub struct MeshConfig {
     pub peers: Vec<PeerConfig>,
 }
 
-impl Default for MeshConfig {
-    fn default() -> Self {
-        let section = hearth_registry::MeshSection::default();
-        MeshConfig {
-            listen: None,
-            advertise: None,
-            features: Features::configured(
-                &section.require_features,
-                &section.optional_features,
-                &section.disable_features,
-            )
-            .unwrap_or_else(|_| Features {
-                required: Default::default(),
-                optional: Default::default(),
-                supported: Default::default(),
-            }),
-            idle_timeout: Duration::from_millis(section.idle_timeout_ms),
-            peers: Vec::new(),
-        }
-    }
-}
-
 /// Why the mesh could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {

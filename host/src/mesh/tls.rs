@@ -108,7 +108,7 @@ impl NodeCertificate {
 
     /// False while the vault is locked: no certificate, no handshake.
     pub fn can_sign(&self) -> bool {
-        self.vault.status().state != "locked"
+        !self.vault.is_locked()
     }
 
     /// The certificate and signer, or `None` (logged) while the vault is
@@ -244,6 +244,16 @@ impl rustls::sign::Signer for IdentitySigner {
 /// dialer to log and report.
 pub type RefusalSlot = Arc<Mutex<Option<String>>>;
 
+/// The one signature scheme nodes use, both ways.
+const ED25519_ONLY: [SignatureScheme; 1] = [SignatureScheme::ED25519];
+
+/// QUIC is TLS 1.3 only; a TLS 1.2 signature never belongs to a node.
+fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls13RequiredForQuic,
+    ))
+}
+
 /// Accepts exactly one key: the one `stack.toml` pins for the peer dialed.
 #[derive(Debug)]
 struct PinnedPeer {
@@ -308,9 +318,7 @@ impl ServerCertVerifier for PinnedPeer {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -323,7 +331,7 @@ impl ServerCertVerifier for PinnedPeer {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        ED25519_ONLY.to_vec()
     }
 }
 
@@ -355,9 +363,7 @@ impl ClientCertVerifier for AnyNode {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -370,7 +376,7 @@ impl ClientCertVerifier for AnyNode {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        ED25519_ONLY.to_vec()
     }
 }
 

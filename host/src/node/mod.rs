@@ -220,7 +220,8 @@ impl Node {
     /// Serves a call from outside the node.
     pub async fn call(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
         // A peer learns nothing it was not granted: no "did you mean"
-        // paths and no list of this node's other peers.
+        // paths, no list of this node's other peers, and the same answer
+        // for every other node, known or not.
         let quiet = |err: CallError| match &request.peer {
             Some(caller) if err.code == ErrorCode::NotFound => CallError::new(
                 ErrorCode::NotFound,
@@ -231,24 +232,31 @@ impl Node {
             ),
             _ => err,
         };
-        if let Some(caller) = &request.peer {
-            let other_node = request
-                .path
-                .parse::<OperationPath>()
-                .is_ok_and(|p| !p.is_local(&self.name));
-            if other_node {
-                return Err(CallError::new(
-                    ErrorCode::Denied,
-                    format!(
-                        "peer `{}` may call only operations of `{}`: calls from peers never reach another node",
-                        caller.name, self.name
-                    ),
-                ));
+        let to_other_node = |caller: &PeerCaller| {
+            CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "peer `{}` may call only operations of `{}`: calls from peers never reach another node",
+                    caller.name, self.name
+                ),
+            )
+        };
+        let path = match (self.resolve(&request.path), &request.peer) {
+            (Ok(Target::Local(path)), _) => path,
+            (Ok(Target::Remote { .. }), Some(caller)) => return Err(to_other_node(caller)),
+            (Ok(Target::Remote { peer, path }), None) => {
+                return self.call_remote(request, peer, path).await;
             }
-        }
-        let path = match self.resolve(&request.path).map_err(quiet)? {
-            Target::Local(path) => path,
-            Target::Remote { peer, path } => return self.call_remote(request, peer, path).await,
+            // Parsing again only on this cold path: an unknown node.
+            (Err(_), Some(caller))
+                if request
+                    .path
+                    .parse::<OperationPath>()
+                    .is_ok_and(|p| !p.is_local(&self.name)) =>
+            {
+                return Err(to_other_node(caller));
+            }
+            (Err(err), _) => return Err(quiet(err)),
         };
         let (depth, parent_request_id) = match &request.peer {
             Some(caller) => {

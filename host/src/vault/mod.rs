@@ -342,6 +342,11 @@ impl Vault {
         }
     }
 
+    /// True while a vault exists and is locked (nothing can be signed).
+    pub fn is_locked(&self) -> bool {
+        matches!(&*self.read(), State::Locked { .. })
+    }
+
     /// `absent`, `locked` or `unlocked`, with the identity.
     pub fn status(&self) -> VaultStatus {
         let identity = self.identity();
