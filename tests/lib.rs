@@ -355,3 +355,55 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
 }
+
+/// Installs what a test needs from Debian's packages when its command is
+/// missing: `(command, package)` pairs. Runs once per package per test run,
+/// idempotently, and says what it does, so the README's test command works
+/// on a fresh machine by itself (`.ci/run` calls the same command).
+pub fn require_packages(needs: &[(&str, &str)]) {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let on_path = |command: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {command}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(command, _)| !on_path(command))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "these tests need the Debian packages {}; install them (`sudo apt-get install -y {}`) or run the tests as root",
+        missing.join(", "),
+        missing.join(" ")
+    );
+    eprintln!(
+        "== installing {} (needed by the tests; once per machine)",
+        missing.join(" ")
+    );
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq {} >/dev/null",
+                missing.join(" ")
+            ),
+        ])
+        .status()
+        .expect("a shell to run apt-get");
+    assert!(
+        status.success(),
+        "apt-get install {} failed",
+        missing.join(" ")
+    );
+}

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use hearth_host::call::{CallContext, CallRequest, Door, Identity, OperationEnv};
 use hearth_host::config::NodeConfig;
-use hearth_host::node::{CallRequest, Node};
-use hearth_host::runtime::{CallContext, HostServices, Identity};
+use hearth_host::ops::Node;
 use hearth_registry::StackFile;
 
 fn start(rt: &tokio::runtime::Runtime, dir: &Path, warm: bool) -> Arc<Node> {
@@ -34,15 +34,12 @@ fn start(rt: &tokio::runtime::Runtime, dir: &Path, warm: bool) -> Arc<Node> {
 }
 
 fn request(path: &str) -> CallRequest {
-    CallRequest {
-        path: path.to_owned(),
-        input: r#"{"msg":"hi"}"#.to_owned(),
-        identity: Identity::node(),
-        metadata: Vec::new(),
-        timeout: None,
-        events: None,
-        peer: None,
-    }
+    CallRequest::from_client(
+        Door::Socket,
+        Identity::node(),
+        path.to_owned(),
+        r#"{"msg":"hi"}"#.to_owned(),
+    )
 }
 
 fn benches(c: &mut Criterion) {
@@ -57,16 +54,16 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("wasm_boundary");
     for (name, node) in [("warm", &warm), ("fresh", &fresh)] {
         let plugin = node.plugins()["echo"].clone();
-        let services: Arc<dyn HostServices> = node.clone();
+        let resources = node.resources().clone();
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {
                 let ctx = CallContext::internal(Instant::now() + Duration::from_secs(5));
-                let services = services.clone();
+                let resources = resources.clone();
                 let plugin = plugin.clone();
                 let node = node.clone();
                 async move {
                     node.runtime()
-                        .call(&plugin, services, "ping", r#"{"msg":"hi"}"#, ctx)
+                        .call(&plugin, resources, "ping", r#"{"msg":"hi"}"#, ctx)
                         .await
                         .unwrap()
                 }

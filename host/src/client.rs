@@ -24,8 +24,8 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::oneshot;
 
-use crate::transport::PROTOCOL_VERSION;
-use crate::transport::frame::{self, CallFrame, ClientFrame, NodeFrame, WireResult};
+use hearth_protocol::frame;
+use hearth_protocol::socket::{CallFrame, ClientFrame, NodeFrame, PROTOCOL_VERSION, WireResult};
 
 /// Largest frame the client accepts from the node.
 const MAX_REPLY_BYTES: u32 = 64 << 20;

@@ -1,24 +1,39 @@
 //! The Hearth node: a trusted core that runs application features as
 //! WebAssembly plugins.
 //!
-//! - [`config`]: `stack.toml` resolved into what the node runs;
-//! - [`runtime`]: wasmtime, the per-call store, the plugin imports;
-//! - [`node`]: routing, scopes, grants, nested calls (the OperationEnv);
-//! - [`kv`]: the SQLite store behind the `kv` interface;
-//! - [`docker`]: the Docker engine behind the `docker` interface;
-//! - [`vault`]: the seed, sealed at rest, and every key derived from it;
-//! - [`transport`]: the Unix-socket protocol and server;
-//! - [`mesh`]: QUIC between nodes: pinned peers, negotiation, remote calls;
-//! - [`client`]: the client library the CLI uses;
-//! - [`cli`]: the `host` command line.
+//! The modules form layers; each imports only from the layers below it
+//! (`docs/architecture.md` draws them, and a unit test below fails when an
+//! import points up or a cycle comes back):
+//!
+//! 1. [`call`]: the call model — one request type for every door, the
+//!    running call's context, the event sink, the OperationEnv trait;
+//! 2. [`config`]: `stack.toml` resolved into what the node runs on;
+//! 3. [`runtime`]: wasmtime, the per-call store, limits, warm instances;
+//! 4. [`capabilities`]: the host side of each WIT interface with its grant;
+//! 5. [`ops`]: the OperationEnv — routing, the one call pipeline, native
+//!    operations, peers reached through a trait;
+//! 6. [`transport`] (Unix socket), [`mesh`] (QUIC between nodes) and
+//!    [`client`]: the doors, which only decode, call and encode;
+//! 7. [`serve`]: wires a node together, runs it, drains it;
+//! 8. [`cli`]: the `host` command line.
+//!
+//! Below them all sit the crates without wasmtime: `hearth-registry`
+//! (paths, specs, grants, manifests, the stack file model),
+//! `hearth-protocol` (wire formats) and `hearth-vault` (the seed and its
+//! keys, re-exported here as [`vault`]).
 
+pub mod call;
+pub mod capabilities;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod docker;
-pub mod kv;
 pub mod mesh;
-pub mod node;
+pub mod ops;
 pub mod runtime;
+pub mod serve;
 pub mod transport;
-pub mod vault;
+
+pub use hearth_vault as vault;
+
+#[cfg(test)]
+mod layers;

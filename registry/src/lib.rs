@@ -37,8 +37,8 @@ pub use grants::{
     DockerGrant, GrantSet, PathPattern, PatternError, PortRange, VaultPrefix, VaultPrefixError,
 };
 pub use manifest::{ManifestError, PluginManifest, RequestedCapabilities, RuntimePreferences};
-pub use path::{LOCAL_NODE, OperationPath, PathError};
-pub use routing::{InputError, Route, RoutingError, RoutingTable};
+pub use path::{LOCAL_NODE, OperationPath, PathError, RESERVED_NAMESPACES, is_valid_segment};
+pub use routing::{InputError, Owner, Route, RoutingError, RoutingTable};
 pub use spec::{OpKind, OperationSpec, SpecError};
 pub use stack::{
     DockerSection, LimitsSection, MAX_MEMORY_MIB, MeshSection, NodeSection, PeerEntry, PluginEntry,

@@ -15,9 +15,11 @@ use crate::path::is_valid_segment;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginManifest {
-    /// Plugin name, a valid path segment.
+    /// Plugin name, a valid path segment. Required.
+    #[serde(default)]
     pub name: String,
-    /// Semantic version of the plugin.
+    /// Semantic version of the plugin. Required.
+    #[serde(default)]
     pub version: String,
     /// One line for `host plugins`.
     #[serde(default)]
@@ -60,16 +62,33 @@ pub struct RequestedCapabilities {
     /// Vault path prefixes it wants to use.
     #[serde(default)]
     pub vault: Vec<crate::grants::VaultPrefix>,
+    /// Wants the Docker engine (the operator sets the policy).
+    #[serde(default)]
+    pub docker: bool,
 }
 
 /// Why a `plugin.toml` was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// Not valid TOML, or unknown or missing fields.
-    #[error("plugin.toml is not valid: {0}")]
-    Parse(#[from] toml::de::Error),
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("line {line}, column {column}: {message}; {fix}")]
+    Parse {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said.
+        message: String,
+        /// How to fix it.
+        fix: &'static str,
+    },
+    /// Required keys are absent.
+    #[error("missing {}; add {} (as in plugins/echo/plugin.toml)", list(.0), if .0.len() == 1 { "it" } else { "them" })]
+    Missing(Vec<&'static str>),
     /// The name or namespace is not a valid path segment.
-    #[error("plugin {field} `{value}` is not valid: use lowercase letters, digits, `-` and `_`")]
+    #[error(
+        "`{field}`: plugin {field} `{value}` is not valid: use lowercase letters, digits, `-` and `_`"
+    )]
     BadName {
         /// `name` or `namespace`.
         field: &'static str,
@@ -77,7 +96,9 @@ pub enum ManifestError {
         value: String,
     },
     /// An operation name is invalid or listed twice.
-    #[error("operation `{0}` in plugin.toml is invalid or listed twice")]
+    #[error(
+        "`operations`: operation `{0}` is invalid or listed twice; list each once, in lowercase letters, digits, `-` and `_`"
+    )]
     BadOperation(String),
     /// The exported specs differ from the manifest's list.
     #[error(
@@ -93,10 +114,45 @@ pub enum ManifestError {
     },
 }
 
+fn list(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
 impl PluginManifest {
     /// Parses and validates `plugin.toml` text.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
-        let manifest: PluginManifest = toml::from_str(text)?;
+        let manifest: PluginManifest = toml::from_str(text).map_err(|err| {
+            let offset = err.span().map_or(0, |s| s.start).min(text.len());
+            let before = &text[..offset];
+            let message = err.message().trim().to_owned();
+            let fix = if message.starts_with("unknown field") {
+                "remove the key or correct its spelling"
+            } else if message.starts_with("invalid") {
+                "give it a value of the type shown"
+            } else {
+                "fix the TOML syntax there"
+            };
+            ManifestError::Parse {
+                line: before.matches('\n').count() + 1,
+                column: before
+                    .rfind('\n')
+                    .map_or(before.len(), |nl| before.len() - nl - 1)
+                    + 1,
+                message,
+                fix,
+            }
+        })?;
+        let missing: Vec<&'static str> = [("name", &manifest.name), ("version", &manifest.version)]
+            .into_iter()
+            .filter(|(_, value)| value.is_empty())
+            .map(|(key, _)| key)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ManifestError::Missing(missing));
+        }
         if !is_valid_segment(&manifest.name) {
             return Err(ManifestError::BadName {
                 field: "name",
@@ -169,5 +225,14 @@ mod tests {
         assert!(PluginManifest::parse("name='a'\nversion='1'\nbogus=1").is_err());
         assert!(PluginManifest::parse("name='A'\nversion='1'").is_err());
         assert!(PluginManifest::parse("name='a'\nversion='1'\noperations=['x','x']").is_err());
+    }
+
+    #[test]
+    fn every_missing_key_is_named() {
+        let err = PluginManifest::parse("description = 'x'").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing `name` and `version`; add them (as in plugins/echo/plugin.toml)"
+        );
     }
 }

@@ -10,6 +10,10 @@ use std::str::FromStr;
 /// The node segment that always means "this node".
 pub const LOCAL_NODE: &str = "node";
 
+/// Namespaces the node's native operations live under; no plugin may be
+/// named after one or use one as its namespace.
+pub const RESERVED_NAMESPACES: &[&str] = &["host", "vault"];
+
 /// Longest accepted segment, in bytes.
 const MAX_SEGMENT_LEN: usize = 64;
 
@@ -50,7 +54,7 @@ pub enum PathError {
 }
 
 /// Checks one path segment; shared with patterns and manifests.
-pub(crate) fn is_valid_segment(segment: &str) -> bool {
+pub fn is_valid_segment(segment: &str) -> bool {
     let bytes = segment.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= MAX_SEGMENT_LEN

@@ -12,12 +12,30 @@ use crate::spec::OperationSpec;
 /// How many "did you mean" paths a `not-found` error names.
 const MAX_SUGGESTIONS: usize = 3;
 
+/// Who serves an operation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// The node itself: a native operation.
+    Native,
+    /// A plugin, by its name in `stack.toml`.
+    Plugin(String),
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Native => f.write_str("host"),
+            Owner::Plugin(name) => f.write_str(name),
+        }
+    }
+}
+
 /// One routable operation.
 pub struct Route {
     /// The operation's spec.
     pub spec: OperationSpec,
-    /// Who serves it: a plugin name, or `host` for native operations.
-    pub owner: String,
+    /// Who serves it.
+    pub owner: Owner,
     validator: jsonschema::Validator,
 }
 
@@ -49,9 +67,9 @@ pub enum RoutingError {
         /// The contested path.
         path: String,
         /// The owner already registered.
-        first: String,
+        first: Owner,
         /// The owner that tried to register it again.
-        second: String,
+        second: Owner,
     },
 }
 
@@ -104,12 +122,12 @@ impl RoutingTable {
     }
 
     /// Adds `spec`, served by `owner`. Fails when the path is taken.
-    pub fn insert(&mut self, spec: OperationSpec, owner: &str) -> Result<(), RoutingError> {
+    pub fn insert(&mut self, spec: OperationSpec, owner: Owner) -> Result<(), RoutingError> {
         if let Some(existing) = self.routes.get(&spec.path) {
             return Err(RoutingError::Duplicate {
                 path: spec.path.to_string(),
                 first: existing.owner.clone(),
-                second: owner.to_owned(),
+                second: owner,
             });
         }
         // Specs are checked when built, so this only fails for a spec built
@@ -124,7 +142,7 @@ impl RoutingTable {
             spec.path.clone(),
             Arc::new(Route {
                 spec,
-                owner: owner.to_owned(),
+                owner,
                 validator,
             }),
         );
@@ -218,7 +236,7 @@ mod tests {
                 vec![],
             )
             .unwrap();
-            table.insert(spec, "echo").unwrap();
+            table.insert(spec, Owner::Plugin("echo".into())).unwrap();
         }
         table
     }
@@ -241,7 +259,7 @@ mod tests {
         let mut table = table();
         let spec = table.routes.values().next().unwrap().spec.clone();
         assert!(matches!(
-            table.insert(spec, "other"),
+            table.insert(spec, Owner::Plugin("other".into())),
             Err(RoutingError::Duplicate { .. })
         ));
     }

@@ -1,5 +1,6 @@
-//! The docker plugin against a real engine: the setup starts `dockerd` when
-//! it is not running and imports a busybox image (there is no registry).
+//! The docker plugin against a real engine: the setup installs docker.io and
+//! busybox-static when missing, starts `dockerd` when it is not running and
+//! imports a busybox image (there is no registry).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -23,6 +24,7 @@ fn docker(args: &[&str]) -> std::process::Output {
 pub(crate) fn engine() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
+        hearth_tests::require_packages(&[("dockerd", "docker.io"), ("busybox", "busybox-static")]);
         if !docker(&["info"]).status.success() {
             // Detached: the engine outlives this test run, as it would on a host.
             let started = Command::new("sh")

@@ -598,7 +598,8 @@ impl RawPeer {
 
     /// Dials `port`, pinning `key`; `hello` sends a proper hello first.
     async fn connect(&self, port: u16, key: &str, hello: bool) -> quinn::Connection {
-        use hearth_host::mesh::{features::Features, tls, wire};
+        use hearth_host::mesh::tls;
+        use hearth_protocol::{features::Features, mesh as wire};
         let transport = std::sync::Arc::new(tls::transport(Duration::from_secs(5), 64).unwrap());
         let expected: [u8; 32] = hex::decode(key).unwrap().try_into().unwrap();
         let config = tls::client_config(
@@ -623,14 +624,14 @@ impl RawPeer {
                 version: "test".into(),
                 features: Features::configured(&["calls".into()], &[], &[]).unwrap(),
             };
-            hearth_host::transport::frame::write_frame(&mut send, &ours)
+            hearth_protocol::frame::write_frame(&mut send, &ours)
                 .await
                 .unwrap();
-            let body = hearth_host::transport::frame::read_frame(&mut recv, 65536)
+            let body = hearth_protocol::frame::read_frame(&mut recv, 65536)
                 .await
                 .unwrap()
                 .expect("the node answers the hello");
-            let theirs: wire::MeshHello = hearth_host::transport::frame::decode(&body).unwrap();
+            let theirs: wire::MeshHello = hearth_protocol::frame::decode(&body).unwrap();
             assert_eq!(theirs.node, "worker-1");
         }
         connection
@@ -641,14 +642,14 @@ impl RawPeer {
 async fn raw_exchange(
     connection: &quinn::Connection,
     bytes: &[u8],
-) -> hearth_host::transport::frame::NodeFrame {
+) -> hearth_protocol::mesh::ServerFrame {
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
     send.write_all(bytes).await.unwrap();
-    let body = hearth_host::transport::frame::read_frame(&mut recv, 1 << 20)
+    let body = hearth_protocol::frame::read_frame(&mut recv, 1 << 20)
         .await
         .unwrap()
         .expect("an answer");
-    hearth_host::transport::frame::decode(&body).unwrap()
+    hearth_protocol::frame::decode(&body).unwrap()
 }
 
 fn framed(body: &[u8]) -> Vec<u8> {
@@ -659,7 +660,8 @@ fn framed(body: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_streams_from_a_peer_are_refused_and_the_node_keeps_serving() {
-    use hearth_host::transport::frame::{CallFrame, ClientFrame, NodeFrame, WireResult};
+    use hearth_protocol::mesh::{CallerFrame, MeshCall, ServerFrame};
+    use hearth_protocol::socket::WireResult;
     let raw = RawPeer::new();
     let w1 = seat("worker-1");
     let (port, key) = (w1.port, w1.key.clone());
@@ -671,8 +673,8 @@ async fn malformed_streams_from_a_peer_are_refused_and_the_node_keeps_serving() 
     let w1 = w1.start("", &rest);
     let connection = raw.connect(port, &key, true).await;
 
-    let refusal = |frame: NodeFrame| match frame {
-        NodeFrame::Refused { error, .. } => (error.code.as_str().to_owned(), error.message),
+    let refusal = |frame: ServerFrame| match frame {
+        ServerFrame::Refused(error) => (error.code.as_str().to_owned(), error.message),
         other => panic!("expected a refusal, got {other:?}"),
     };
     // Garbage that is not a frame body.
@@ -687,23 +689,20 @@ async fn malformed_streams_from_a_peer_are_refused_and_the_node_keeps_serving() 
     assert_eq!(code, "resource-exhausted");
     assert!(message.contains("max_frame_bytes"), "{message}");
     // A frame of the wrong kind.
-    let hello = postcard::to_stdvec(&ClientFrame::Hello {
-        protocol: 1,
-        client: "raw".into(),
-    })
-    .unwrap();
-    let (_, message) = refusal(raw_exchange(&connection, &framed(&hello)).await);
+    let cancel = postcard::to_stdvec(&CallerFrame::Cancel).unwrap();
+    let (_, message) = refusal(raw_exchange(&connection, &framed(&cancel)).await);
     assert!(message.contains("must start with Call"), "{message}");
 
     // A path outside the peer's `allow`, and a path naming another node:
     // both denied, nothing forwarded.
     let call = |path: &str| {
         framed(
-            &postcard::to_stdvec(&ClientFrame::Call(CallFrame {
-                id: 9,
+            &postcard::to_stdvec(&CallerFrame::Call(MeshCall {
                 path: path.into(),
                 input: r#"{"msg":"raw"}"#.into(),
                 metadata: vec![],
+                parent_request_id: None,
+                depth: 0,
                 timeout_ms: Some(2000),
             }))
             .unwrap(),
@@ -727,22 +726,10 @@ async fn malformed_streams_from_a_peer_are_refused_and_the_node_keeps_serving() 
     ] {
         let frame = raw_exchange(&connection, &call(path)).await;
         match (frame, fragment.is_empty()) {
-            (
-                NodeFrame::Reply {
-                    result: WireResult::Ok(reply),
-                    ..
-                },
-                true,
-            ) => {
+            (ServerFrame::Reply(WireResult::Ok(reply)), true) => {
                 assert_eq!(reply.output, r#"{"msg":"raw"}"#, "its own name is local");
             }
-            (
-                NodeFrame::Reply {
-                    result: WireResult::Err(error),
-                    ..
-                },
-                false,
-            ) => {
+            (ServerFrame::Reply(WireResult::Err(error)), false) => {
                 assert!(error.message.contains(fragment), "{error:?}");
             }
             (other, _) => panic!("{path}: {other:?}"),
@@ -751,10 +738,7 @@ async fn malformed_streams_from_a_peer_are_refused_and_the_node_keeps_serving() 
 
     // After all that, the same connection still serves a good call.
     match raw_exchange(&connection, &call("/node/echo/ping")).await {
-        NodeFrame::Reply {
-            result: WireResult::Ok(reply),
-            ..
-        } => assert_eq!(reply.output, r#"{"msg":"raw"}"#),
+        ServerFrame::Reply(WireResult::Ok(reply)) => assert_eq!(reply.output, r#"{"msg":"raw"}"#),
         other => panic!("{other:?}"),
     }
 

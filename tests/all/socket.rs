@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use hearth_host::client::{CallOptions, Client, ClientError};
-use hearth_host::transport::frame::{self, CallFrame, ClientFrame, NodeFrame, WireResult};
+use hearth_protocol::frame;
+use hearth_protocol::socket::{CallFrame, ClientFrame, NodeFrame, WireResult};
 use hearth_registry::ErrorCode;
 use hearth_tests::TestNode;
 use tokio::io::AsyncWriteExt;

@@ -179,7 +179,7 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
                     let response = client
                         .call_raw("/node/vault/unlock", &input, options)
                         .await?;
-                    output::print_vault_status(&response.output, false);
+                    output::print_vault_status(&typed(&response.output)?);
                     Ok(())
                 })
                 .await
@@ -189,19 +189,18 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
                     let response = client
                         .call("/node/vault/lock", &serde_json::json!({}))
                         .await?;
-                    output::print_vault_status(&response.output, false);
+                    output::print_vault_status(&typed(&response.output)?);
                     Ok(())
                 })
                 .await
             }
             vault::VaultCommand::Status { json } => {
-                with_client(socket, json, async |client| {
-                    let response = client
-                        .call("/node/vault/status", &serde_json::json!({}))
-                        .await?;
-                    output::print_vault_status(&response.output, json);
-                    Ok(())
-                })
+                show(
+                    socket,
+                    json,
+                    "/node/vault/status",
+                    output::print_vault_status,
+                )
                 .await
             }
             offline => vault::run_offline(offline),
@@ -235,7 +234,10 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             .await
         }
         Command::Ops { format } => {
-            show(socket, format.json, "/node/host/ops", output::print_ops).await
+            show(socket, format.json, "/node/host/ops", |ops: &Vec<_>| {
+                output::print_ops(ops)
+            })
+            .await
         }
         Command::Bench {
             path,
@@ -279,12 +281,9 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             .await
         }
         Command::Plugins { format } => {
-            show(
-                socket,
-                format.json,
-                "/node/host/plugins",
-                output::print_plugins,
-            )
+            show(socket, format.json, "/node/host/plugins", |p: &Vec<_>| {
+                output::print_plugins(p)
+            })
             .await
         }
     }
@@ -308,19 +307,30 @@ fn read_input(input: Option<String>) -> std::io::Result<String> {
     }
 }
 
-/// Calls the native operation `path` (no input) and prints its output.
-async fn show(
+/// Calls the native operation `path` (no input) and prints its output:
+/// as it came with `--json`, else through `print` from its typed form.
+async fn show<T: serde::de::DeserializeOwned>(
     socket: Option<PathBuf>,
     json: bool,
     path: &str,
-    print: fn(&serde_json::Value, bool),
+    print: impl FnOnce(&T),
 ) -> ExitCode {
     with_client(socket, json, async |client| {
         let response = client.call(path, &serde_json::json!({})).await?;
-        print(&response.output, json);
+        if json {
+            output::print_json(&response.output);
+        } else {
+            print(&typed(&response.output)?);
+        }
         Ok(())
     })
     .await
+}
+
+/// A native operation's output in its public type.
+fn typed<T: serde::de::DeserializeOwned>(output: &serde_json::Value) -> Result<T, ClientError> {
+    T::deserialize(output)
+        .map_err(|e| ClientError::Protocol(format!("unexpected output from the node: {e}")))
 }
 
 async fn with_client(

@@ -1,5 +1,6 @@
-//! `host serve`: load the configuration, start the node, bind the socket,
-//! say where it listens, and run until SIGINT or SIGTERM.
+//! `host serve`: load the configuration, start the node through
+//! [`crate::serve`], unlock the vault, say where it listens, and run until
+//! SIGINT or SIGTERM, then drain the calls in flight.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,8 +9,9 @@ use std::time::Instant;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::NodeConfig;
-use crate::node::Node;
-use crate::transport::server::SocketServer;
+use crate::ops::Node;
+use crate::serve::{Listeners, Server};
+use crate::vault::VaultState;
 
 /// Runs the node; `socket` overrides the stack file's socket.
 pub async fn run(
@@ -38,10 +40,9 @@ async fn serve(
     if let Some(socket) = socket {
         config.socket = socket;
     }
-    let node = Node::start(&config).await?;
+    let server = Server::start(&config, Listeners::from_config(&config)).await?;
+    let node = server.node().clone();
     unlock_at_start(&node, passphrase_file.as_deref()).await?;
-    node.start_mesh();
-    let server = SocketServer::bind(&config.socket).await?;
     println!(
         "hearth node `{}` ready in {} ms: {} plugins, {} operations\nidentity: {}\nsocket: {}\nmesh: {}\ndata: {}\nconfig: {}",
         node.name(),
@@ -49,7 +50,7 @@ async fn serve(
         node.plugins().len(),
         node.routes().len(),
         identity_line(&node),
-        server.path().display(),
+        server.socket_path().display(),
         mesh_line(&node),
         config.data_dir.display(),
         config.origin.as_ref().map_or_else(
@@ -59,19 +60,20 @@ async fn serve(
     );
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        () = server.serve(node.clone()) => {}
-        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    node.mesh().close();
-    drop(server);
+    server
+        .run(async {
+            tokio::select! {
+                _ = sigterm.recv() => tracing::info!("SIGTERM: draining calls in flight, then stopping"),
+                _ = sigint.recv() => tracing::info!("SIGINT: draining calls in flight, then stopping"),
+            }
+        })
+        .await;
     Ok(())
 }
 
 fn mesh_line(node: &Node) -> String {
-    let mesh = node.mesh();
-    let peers = mesh.peer_names().count();
+    let mesh = node.peers();
+    let peers = mesh.peer_names().len();
     match mesh.listen_addr() {
         Some(addr) => format!("QUIC on {addr}, {peers} peer(s) (`host peers`)"),
         None if peers > 0 => {
@@ -87,7 +89,7 @@ async fn unlock_at_start(
     node: &Node,
     passphrase_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    if node.vault().status().state != "locked" {
+    if node.vault().status().state != VaultState::Locked {
         return Ok(());
     }
     let Some(passphrase) = super::passphrase::read(passphrase_file, "vault passphrase: ", false)
@@ -110,9 +112,9 @@ fn identity_line(node: &Node) -> String {
     let status = node.vault().status();
     let id = status.identity;
     let note = match status.state {
-        "absent" => "ephemeral: no vault, `host vault init` to make one",
-        "locked" => "vault locked: `host vault unlock`",
-        _ => "vault unlocked",
+        VaultState::Absent => "ephemeral: no vault, `host vault init` to make one",
+        VaultState::Locked => "vault locked: `host vault unlock`",
+        VaultState::Unlocked => "vault unlocked",
     };
     format!("{} ({}; {note})", id.public_key, id.fingerprint)
 }

@@ -1,5 +1,5 @@
 //! Calling an operation on a peer: one QUIC stream per call, carrying the
-//! Unix socket's frames.
+//! mesh's call frames.
 //!
 //! The caller's deadline bounds the whole exchange and travels with the
 //! call (feature `deadlines`); events of a subscription come back as
@@ -9,42 +9,23 @@
 
 use std::time::{Duration, Instant};
 
+use hearth_protocol::features::{CALLS, CANCEL, DEADLINES, EVENTS};
+use hearth_protocol::frame;
+use hearth_protocol::mesh::{
+    self as wire, CallerFrame, MeshCall, RESERVED_METADATA_PREFIX, ServerFrame,
+};
+use hearth_protocol::socket::WireResult;
 use hearth_registry::{CallError, ErrorCode, OperationPath, ResponseEnvelope, Source};
-use tokio::sync::mpsc;
 
 use super::Mesh;
-use super::features::{CALLS, CANCEL, DEADLINES, EVENTS};
 use super::link::Session;
-use super::wire::{self, meta};
-use crate::transport::frame::{self, CallFrame, ClientFrame, NodeFrame, WireResult};
+use crate::ops::PeerCall;
 
 /// Largest frame accepted back from a peer.
 const MAX_REPLY_BYTES: u32 = 64 << 20;
 /// How long past a deadline it sent the caller waits for the peer's own
 /// `timeout` reply, which says what timed out there, before giving up.
 const DEADLINE_GRACE: Duration = Duration::from_millis(250);
-
-/// A call to make on a peer.
-#[derive(Debug)]
-pub struct RemoteCall {
-    /// The operation as the peer serves it (`/node/echo/ping`).
-    pub path: OperationPath,
-    /// Input JSON text.
-    pub input: String,
-    /// Metadata for the handler.
-    pub metadata: Vec<(String, String)>,
-    /// When this node stops waiting.
-    pub deadline: Instant,
-    /// Whether the deadline travels to the peer; when not, the peer applies
-    /// its own limit for the operation.
-    pub send_deadline: bool,
-    /// The calling request, when a plugin made this call through `env`.
-    pub parent_request_id: Option<String>,
-    /// Nesting depth so far on this node.
-    pub depth: u32,
-    /// Where a subscription's events go.
-    pub events: Option<mpsc::Sender<String>>,
-}
 
 /// Resets the call stream unless the call completed: dropping an
 /// unfinished call (deadline, caller gone) cancels it on the peer when
@@ -65,7 +46,11 @@ impl Drop for CallStream {
 
 impl Mesh {
     /// Calls `call.path` on `peer`.
-    pub async fn call(&self, peer: &str, call: RemoteCall) -> Result<ResponseEnvelope, CallError> {
+    pub(super) async fn call_peer(
+        &self,
+        peer: &str,
+        call: PeerCall,
+    ) -> Result<ResponseEnvelope, CallError> {
         let link = self.link(peer)?;
         let session = link.session_for_call(call.deadline).await?;
         let started = Instant::now();
@@ -101,9 +86,11 @@ fn lost(peer: &str, path: &OperationPath, why: impl std::fmt::Display) -> CallEr
 async fn exchange(
     peer: &str,
     session: &Session,
-    call: RemoteCall,
+    call: PeerCall,
 ) -> Result<ResponseEnvelope, CallError> {
     let path = call.path;
+    let parent_request_id = call.request.parent_request_id().map(str::to_owned);
+    let request = call.request;
     if !session.has(CALLS) {
         return Err(CallError::new(
             ErrorCode::Unavailable,
@@ -120,28 +107,24 @@ async fn exchange(
         done: false,
         cancel: session.has(CANCEL),
     };
-    let mut metadata: Vec<(String, String)> = call
-        .metadata
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with(meta::RESERVED_PREFIX))
-        .collect();
-    if let Some(parent) = call.parent_request_id {
-        metadata.push((meta::PARENT_REQUEST_ID.to_owned(), parent));
-    }
-    metadata.push((meta::DEPTH.to_owned(), call.depth.to_string()));
     let left = call.deadline.saturating_duration_since(Instant::now());
-    let frame = ClientFrame::Call(CallFrame {
-        id: 1,
+    let frame = CallerFrame::Call(MeshCall {
         path: path.to_string(),
-        input: call.input,
-        metadata,
+        input: request.input,
+        metadata: request
+            .metadata
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(RESERVED_METADATA_PREFIX))
+            .collect(),
+        parent_request_id,
+        depth: call.depth,
         timeout_ms: (call.send_deadline && session.has(DEADLINES))
             .then(|| u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
     });
     frame::write_frame(&mut stream.send, &frame)
         .await
         .map_err(|e| lost(peer, &path, e))?;
-    let events = call.events.filter(|_| session.has(EVENTS));
+    let events = request.events.filter(|_| session.has(EVENTS));
     loop {
         let body = match frame::read_frame(&mut recv, MAX_REPLY_BYTES).await {
             Ok(Some(body)) => body,
@@ -154,14 +137,14 @@ async fn exchange(
                 return Err(lost(peer, &path, why));
             }
         };
-        let frame = frame::decode::<NodeFrame>(&body).map_err(|e| {
+        let frame = frame::decode::<ServerFrame>(&body).map_err(|e| {
             CallError::new(
                 ErrorCode::Failed,
                 format!("`{peer}` sent an undecodable frame for {path}: {e}"),
             )
         })?;
         match frame {
-            NodeFrame::Event { payload, .. } => {
+            ServerFrame::Event { payload } => {
                 if let Some(events) = &events
                     && events.send(payload).await.is_err()
                 {
@@ -172,7 +155,7 @@ async fn exchange(
                     ));
                 }
             }
-            NodeFrame::Reply { result, .. } => {
+            ServerFrame::Reply(result) => {
                 stream.done = true;
                 let _ = stream.send.finish();
                 return match result {
@@ -190,11 +173,10 @@ async fn exchange(
                     WireResult::Err(error) => Err(remote_error(peer, error)),
                 };
             }
-            NodeFrame::Refused { error, .. } => {
+            ServerFrame::Refused(error) => {
                 stream.done = true;
                 return Err(remote_error(peer, error));
             }
-            NodeFrame::Hello { .. } => {}
         }
     }
 }

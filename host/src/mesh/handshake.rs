@@ -9,11 +9,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::features::Features;
-use super::link::{Direction, PeerLink, Session, describe_close};
-use super::wire::{MAX_HELLO_BYTES, MESH_PROTOCOL, MeshHello, close};
+use hearth_protocol::features::Features;
+use hearth_protocol::frame;
+use hearth_protocol::mesh::{MAX_HELLO_BYTES, MESH_PROTOCOL, MeshHello, close};
+
+use super::link::{PeerLink, Session, describe_close};
 use super::{Mesh, serve, tls};
-use crate::transport::frame;
+use crate::ops::peers::Direction;
 
 /// How long the hello exchange may take once connected.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hearth_registry::{CallError, ErrorCode};
-use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
-use super::{Mesh, PeerConfig, handshake, serve};
+use super::{Mesh, handshake, serve};
+use crate::config::PeerConfig;
+use crate::ops::peers::{Direction, PeerState, PeerStatus};
 
 /// First wait after a failed dial; doubled per failure up to [`BACKOFF_MAX`].
 const BACKOFF_START: Duration = Duration::from_millis(200);
@@ -25,16 +26,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const LOCKED_POLL: Duration = Duration::from_millis(250);
 /// How long a call waits for the very first dial of a peer to finish.
 const FIRST_DIAL_WAIT: Duration = Duration::from_secs(3);
-
-/// Which side dialed a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    /// This node dialed.
-    Outbound,
-    /// The peer dialed.
-    Inbound,
-}
 
 /// An established, negotiated connection.
 #[derive(Debug, Clone)]
@@ -92,39 +83,6 @@ pub struct PeerLink {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     wake: Notify,
-}
-
-/// `host peers`: one peer.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct PeerStatus {
-    /// Its name here.
-    pub name: String,
-    /// Where this node dials it, if it does.
-    pub address: Option<String>,
-    /// Its pinned key, hex.
-    pub public_key: String,
-    /// `sha256:` fingerprint of the key.
-    pub fingerprint: String,
-    /// `connected`, `connecting`, `unreachable`, `refused`, `waiting`
-    /// (no address: waits for the peer to dial) or `locked` (this node's
-    /// vault is locked).
-    pub state: String,
-    /// Who dialed the connection in use.
-    pub direction: Option<Direction>,
-    /// Smoothed round-trip time of the connection in use, in ms.
-    pub rtt_ms: Option<f64>,
-    /// Features negotiated on the connection in use.
-    pub features: Vec<String>,
-    /// The peer's `host` version.
-    pub version: Option<String>,
-    /// Seconds since the connection in use came up.
-    pub connected_for_s: Option<u64>,
-    /// Why the last dial or connection failed.
-    pub last_error: Option<String>,
-    /// What the peer may call here.
-    pub allow: Vec<String>,
-    /// Scopes its calls hold here.
-    pub scopes: Vec<String>,
 }
 
 impl PeerLink {
@@ -260,7 +218,7 @@ impl PeerLink {
         self.update(|state| replaced = state.inbound.replace(session));
         if let Some(old) = replaced {
             old.connection.close(
-                super::wire::close::REPLACED.into(),
+                hearth_protocol::mesh::close::REPLACED.into(),
                 b"replaced by a newer connection from the same node",
             );
         }
@@ -285,19 +243,19 @@ impl PeerLink {
         let live = Self::live_session(&state);
         let session = live.as_ref();
         let label = match (&session, &state.dial) {
-            (Some(_), _) => "connected",
-            (None, Dial::Waiting) => "waiting",
-            (None, Dial::Locked) => "locked",
-            (None, Dial::Connecting { .. }) | (None, Dial::Up) => "connecting",
-            (None, Dial::Backoff { refused: true, .. }) => "refused",
-            (None, Dial::Backoff { .. }) => "unreachable",
+            (Some(_), _) => PeerState::Connected,
+            (None, Dial::Waiting) => PeerState::Waiting,
+            (None, Dial::Locked) => PeerState::Locked,
+            (None, Dial::Connecting { .. }) | (None, Dial::Up) => PeerState::Connecting,
+            (None, Dial::Backoff { refused: true, .. }) => PeerState::Refused,
+            (None, Dial::Backoff { .. }) => PeerState::Unreachable,
         };
         PeerStatus {
             name: self.config.name.clone(),
             address: self.config.address.clone(),
             public_key: hex::encode(self.config.key),
             fingerprint: crate::vault::fingerprint(&self.config.key),
-            state: label.to_owned(),
+            state: label,
             direction: session.map(|s| s.direction),
             rtt_ms: session.map(|s| s.connection.rtt().as_secs_f64() * 1000.0),
             features: session

@@ -8,64 +8,35 @@
 //! ([`call`]). Every connection is symmetric once up: either side may open
 //! call streams on it.
 //!
-//! It does not decide who may call what: incoming calls go to
-//! [`Node::call`] with the peer's identity and `allow` list, where the same
-//! checks as for local clients apply. Nor does it hold keys: TLS signs
-//! through the vault ([`tls`]).
+//! It does not decide who may call what: incoming calls go to the
+//! OperationEnv's pipeline with a [`PeerOrigin`](crate::call::PeerOrigin)
+//! carrying the peer's `allow` list, where every access check lives. Nor
+//! does it hold keys: TLS signs through the vault ([`tls`]). The
+//! OperationEnv reaches it only through [`PeerNetwork`], which it
+//! implements.
 
-pub mod call;
-pub mod features;
+mod call;
 mod handshake;
 mod link;
 mod serve;
 pub mod tls;
-pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
 
-use hearth_registry::{CallError, ErrorCode, PathPattern};
-use serde::Serialize;
+use hearth_protocol::features::Features;
+use hearth_protocol::mesh as wire;
+use hearth_registry::{CallError, ErrorCode};
 
-use crate::node::Node;
+use crate::call::OperationEnv;
+use crate::config::MeshConfig;
+use crate::ops::peers::{MeshVersion, PeerCall, PeerFuture, PeerNetwork, PeerStatus};
 use crate::vault::Vault;
-use features::Features;
 use link::PeerLink;
 
 /// Call streams one connection may have open at once, each way.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
-
-/// One `[peers.<name>]` entry, resolved.
-#[derive(Debug, Clone)]
-pub struct PeerConfig {
-    /// The name paths address it by (`/worker-1/...`).
-    pub name: String,
-    /// Its pinned ed25519 key.
-    pub key: [u8; 32],
-    /// `host:port` to dial, if this node dials it.
-    pub address: Option<String>,
-    /// What it may call here.
-    pub allow: Vec<PathPattern>,
-    /// Scopes its calls hold here.
-    pub scopes: Vec<String>,
-}
-
-/// `[mesh]` and `[peers]`, resolved.
-#[derive(Debug, Clone)]
-pub struct MeshConfig {
-    /// Where to accept peers; no listener when `None`.
-    pub listen: Option<SocketAddr>,
-    /// What `host id` tells other operators to dial.
-    pub advertise: Option<String>,
-    /// This node's feature sets.
-    pub features: Features,
-    /// Silence after which a connection is dead.
-    pub idle_timeout: Duration,
-    /// Known peers.
-    pub peers: Vec<PeerConfig>,
-}
 
 /// Why the mesh could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +72,7 @@ pub struct Mesh {
     by_key: HashMap<[u8; 32], Arc<PeerLink>>,
     listen: Option<SocketAddr>,
     advertise: Option<String>,
-    node: OnceLock<Weak<Node>>,
+    node: OnceLock<Weak<dyn OperationEnv>>,
 }
 
 impl Mesh {
@@ -177,7 +148,7 @@ impl Mesh {
 
     /// Starts accepting peers and dialing those with an address; incoming
     /// calls go to `node`.
-    pub fn start(self: &Arc<Self>, node: Weak<Node>) {
+    pub fn start(self: &Arc<Self>, node: Weak<dyn OperationEnv>) {
         if self.node.set(node).is_err() {
             return;
         }
@@ -198,26 +169,6 @@ impl Mesh {
         }
     }
 
-    /// This node's name.
-    pub fn node_name(&self) -> &str {
-        &self.name
-    }
-
-    /// True when `name` is a configured peer.
-    pub fn is_peer(&self, name: &str) -> bool {
-        self.links.contains_key(name)
-    }
-
-    /// The configured peers' names.
-    pub fn peer_names(&self) -> impl Iterator<Item = &str> {
-        self.links.keys().map(String::as_str)
-    }
-
-    /// The address peers reach this node on, when it listens.
-    pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.listen
-    }
-
     /// What another operator should put in `address`: `mesh.advertise`, or
     /// the listen address with this machine's name for an unspecified IP.
     pub fn advertised_address(&self) -> Option<String> {
@@ -232,19 +183,9 @@ impl Mesh {
         }
     }
 
-    /// This node's feature sets.
-    pub fn features(&self) -> &Features {
-        &self.features
-    }
-
     /// The node incoming calls go to, while it runs.
-    fn node(&self) -> Option<Arc<Node>> {
+    fn node(&self) -> Option<Arc<dyn OperationEnv>> {
         self.node.get().and_then(Weak::upgrade)
-    }
-
-    /// The state of every peer, for `host peers`.
-    pub fn status(&self) -> Vec<link::PeerStatus> {
-        self.links.values().map(|link| link.status()).collect()
     }
 
     fn link(&self, peer: &str) -> Result<&Arc<PeerLink>, CallError> {
@@ -280,9 +221,6 @@ impl Mesh {
     }
 }
 
-/// Shown by `host peers`: a peer as this node sees it.
-pub use link::PeerStatus;
-
 /// This machine's host name, for the advertised address.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -292,24 +230,24 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Mesh facts for `host version`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct MeshVersion {
-    /// [`wire::MESH_PROTOCOL`].
-    pub protocol: u32,
-    /// Features a peer must support.
-    pub required: Vec<String>,
-    /// Features used when a peer supports them.
-    pub optional: Vec<String>,
-    /// Everything this node can do.
-    pub supported: Vec<String>,
-    /// Where it accepts peers, if it does.
-    pub listen: Option<String>,
-}
+impl PeerNetwork for Mesh {
+    fn is_peer(&self, name: &str) -> bool {
+        self.links.contains_key(name)
+    }
 
-impl Mesh {
-    /// What `host version` shows of the mesh.
-    pub fn version(&self) -> MeshVersion {
+    fn peer_names(&self) -> Vec<String> {
+        self.links.keys().cloned().collect()
+    }
+
+    fn call<'a>(&'a self, peer: &'a str, call: PeerCall) -> PeerFuture<'a> {
+        Box::pin(self.call_peer(peer, call))
+    }
+
+    fn status(&self) -> Vec<PeerStatus> {
+        self.links.values().map(|link| link.status()).collect()
+    }
+
+    fn version(&self) -> MeshVersion {
         MeshVersion {
             protocol: wire::MESH_PROTOCOL,
             required: self.features.required.iter().cloned().collect(),
@@ -317,5 +255,17 @@ impl Mesh {
             supported: self.features.supported.iter().cloned().collect(),
             listen: self.listen.map(|a| a.to_string()),
         }
+    }
+
+    fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen
+    }
+
+    fn advertised_address(&self) -> Option<String> {
+        self.advertised_address()
+    }
+
+    fn close(&self) {
+        self.close();
     }
 }

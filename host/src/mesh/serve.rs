@@ -1,6 +1,7 @@
 //! Serving the calls a peer makes on a connection: one stream per call,
-//! the Unix socket's frames on it, the peer's identity and `allow` list
-//! handed to [`crate::node::Node::call`] with the call.
+//! decoded into a [`CallRequest`] whose origin carries the peer's name,
+//! `allow` list, parent request and depth, and run through the
+//! OperationEnv's one pipeline ([`crate::ops::serve`]).
 //!
 //! A call whose caller resets its stream, sends `Cancel`, or loses the
 //! connection is cancelled here (when `cancel` was negotiated): its task
@@ -14,19 +15,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_protocol::features::{CALLS, CANCEL, DEADLINES, EVENTS};
+use hearth_protocol::frame::{self, FrameError};
+use hearth_protocol::mesh::{self as wire, CallerFrame, RESERVED_METADATA_PREFIX, ServerFrame};
 use hearth_registry::{CallError, ErrorCode};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 use super::Mesh;
-use super::features::{CALLS, CANCEL, DEADLINES, EVENTS};
 use super::link::{PeerLink, Session};
-use super::wire::{self, meta};
-use crate::node::{CallRequest, PeerCaller};
-use crate::runtime::Identity;
-use crate::transport::frame::{self, ClientFrame, FrameError, NodeFrame, WireResult};
-
-/// Events of one call buffered before the plugin waits.
-const EVENT_QUEUE: usize = 64;
+use crate::call::{CallRequest, EventSink, Identity, Origin, PeerOrigin};
+use crate::ops::Served;
 /// Bytes of call frames one connection may have in memory at once (at
 /// least two of the largest frame); more calls wait for room.
 const CONNECTION_BUDGET: usize = 64 << 20;
@@ -78,7 +76,7 @@ async fn watch_caller(mut recv: quinn::RecvStream) -> CallerSignal {
     loop {
         match frame::read_frame(&mut recv, MAX_FOLLOW_UP_BYTES).await {
             Ok(Some(body)) => {
-                if let Ok(ClientFrame::Cancel { .. }) = frame::decode::<ClientFrame>(&body) {
+                if let Ok(CallerFrame::Cancel) = frame::decode::<CallerFrame>(&body) {
                     return CallerSignal::Cancelled;
                 }
             }
@@ -90,17 +88,25 @@ async fn watch_caller(mut recv: quinn::RecvStream) -> CallerSignal {
 
 /// Writes `frame`; false when the peer is gone or has not read for
 /// [`WRITE_STALL`].
-async fn send(send: &mut quinn::SendStream, frame: &NodeFrame) -> bool {
+async fn send(send: &mut quinn::SendStream, frame: &ServerFrame) -> bool {
     matches!(
         tokio::time::timeout(WRITE_STALL, frame::write_frame(send, frame)).await,
         Ok(Ok(()))
     )
 }
 
-fn refused(id: Option<u64>, code: ErrorCode, message: String) -> NodeFrame {
-    NodeFrame::Refused {
-        id,
-        error: CallError::new(code, message),
+fn refused(code: ErrorCode, message: impl Into<String>) -> ServerFrame {
+    ServerFrame::Refused(CallError::new(code, message))
+}
+
+/// Sends a call's events as `Event` frames on its stream.
+struct StreamEvents<'a> {
+    tx: &'a mut quinn::SendStream,
+}
+
+impl EventSink for StreamEvents<'_> {
+    async fn emit(&mut self, payload: String) -> bool {
+        send(self.tx, &ServerFrame::Event { payload }).await
     }
 }
 
@@ -115,11 +121,7 @@ async fn serve_call(
     let Some(node) = mesh.node() else {
         let _ = send(
             &mut tx,
-            &refused(
-                None,
-                ErrorCode::Unavailable,
-                "the node is shutting down".into(),
-            ),
+            &refused(ErrorCode::Unavailable, "the node is shutting down"),
         )
         .await;
         return;
@@ -130,7 +132,6 @@ async fn serve_call(
         let _ = send(
             &mut tx,
             &refused(
-                None,
                 ErrorCode::Unavailable,
                 format!("`{}` and `{peer}` did not negotiate `calls`", mesh.name),
             ),
@@ -162,7 +163,7 @@ async fn serve_call(
         Ok(body) => body,
         Err(err @ FrameError::Oversize { .. }) => {
             tracing::warn!(peer, error = %err, "refused an oversize call frame from a peer");
-            let _ = send(&mut tx, &refused(None, ErrorCode::ResourceExhausted, format!("{err}; the stream is closed (the receiving node's `limits.max_frame_bytes`)"))).await;
+            let _ = send(&mut tx, &refused(ErrorCode::ResourceExhausted, format!("{err}; the stream is closed (the receiving node's `limits.max_frame_bytes`)"))).await;
             let _ = tx.finish();
             let _ = rx.stop(wire::RESET_BAD_FRAME.into());
             return;
@@ -170,30 +171,21 @@ async fn serve_call(
         Err(err) => {
             let _ = send(
                 &mut tx,
-                &refused(
-                    None,
-                    ErrorCode::InvalidInput,
-                    format!("malformed frame: {err}"),
-                ),
+                &refused(ErrorCode::InvalidInput, format!("malformed frame: {err}")),
             )
             .await;
             let _ = tx.finish();
             return;
         }
     };
-    let call = match frame::decode::<ClientFrame>(&body) {
-        Ok(ClientFrame::Call(call)) => call,
-        Ok(other) => {
-            let kind = match other {
-                ClientFrame::Hello { .. } => "Hello",
-                _ => "Cancel",
-            };
+    let call = match frame::decode::<CallerFrame>(&body) {
+        Ok(CallerFrame::Call(call)) => call,
+        Ok(CallerFrame::Cancel) => {
             let _ = send(
                 &mut tx,
                 &refused(
-                    None,
                     ErrorCode::InvalidInput,
-                    format!("a call stream must start with Call, not {kind}"),
+                    "a call stream must start with Call, not Cancel",
                 ),
             )
             .await;
@@ -205,7 +197,6 @@ async fn serve_call(
             let _ = send(
                 &mut tx,
                 &refused(
-                    None,
                     ErrorCode::InvalidInput,
                     format!("malformed frame ({} bytes): {err}", body.len()),
                 ),
@@ -215,40 +206,31 @@ async fn serve_call(
             return;
         }
     };
-    let id = call.id;
-    let mut metadata = Vec::with_capacity(call.metadata.len());
-    let mut parent_request_id = None;
-    let mut depth = 0;
-    for (key, value) in call.metadata {
-        match key.as_str() {
-            meta::PARENT_REQUEST_ID => parent_request_id = Some(value),
-            meta::DEPTH => depth = value.parse().unwrap_or(0),
-            // The reserved prefix is the host's; a peer cannot set it.
-            reserved if reserved.starts_with(meta::RESERVED_PREFIX) => {}
-            _ => metadata.push((key, value)),
-        }
-    }
     let path = call.path;
-    let (events_tx, mut events_rx) = mpsc::channel::<String>(EVENT_QUEUE);
     let request = CallRequest {
+        origin: Origin::Peer(PeerOrigin {
+            name: peer.to_owned(),
+            allow: link.config.allow.clone().into(),
+            parent_request_id: call.parent_request_id,
+            depth: call.depth,
+        }),
         path: path.clone(),
         input: call.input,
         identity: Identity {
             id: format!("peer:{peer}"),
             scopes: link.config.scopes.clone(),
         },
-        metadata,
+        // The reserved prefix is the host's; a peer cannot set it.
+        metadata: call
+            .metadata
+            .into_iter()
+            .filter(|(key, _)| !key.starts_with(RESERVED_METADATA_PREFIX))
+            .collect(),
         timeout: call
             .timeout_ms
             .filter(|_| session.has(DEADLINES))
             .map(Duration::from_millis),
-        events: session.has(EVENTS).then_some(events_tx),
-        peer: Some(PeerCaller {
-            name: peer.to_owned(),
-            allow: link.config.allow.clone().into(),
-            parent_request_id,
-            depth,
-        }),
+        events: None,
     };
     // Without `cancel` the call runs to its end whatever the caller does.
     let cancellable = session.has(CANCEL);
@@ -259,44 +241,45 @@ async fn serve_call(
             std::future::pending().await
         }
     };
-    tokio::pin!(caller);
-    let running = node.call(request);
-    tokio::pin!(running);
-    let outcome = loop {
+    let streams_events = session.has(EVENTS);
+    let served = {
+        let mut events = StreamEvents { tx: &mut tx };
+        let running = async {
+            if streams_events {
+                crate::ops::serve(node.as_ref(), request, &mut events).await
+            } else {
+                Served::Done(node.call(request).await)
+            }
+        };
         tokio::select! {
             biased;
-            Some(payload) = events_rx.recv() => {
-                if !send(&mut tx, &NodeFrame::Event { id, payload }).await {
-                    tracing::debug!(peer, %path, "peer stopped reading events; cancelling");
-                    return;
-                }
-            }
-            signal = &mut caller => match signal {
-                CallerSignal::Cancelled => {
-                    tracing::debug!(peer, %path, "peer cancelled its call");
-                    let error = CallError::new(ErrorCode::Failed, "cancelled by the caller");
-                    let _ = send(&mut tx, &NodeFrame::Reply { id, result: WireResult::Err(error) }).await;
-                    let _ = tx.finish();
-                    return;
-                }
-                CallerSignal::Gone(why) => {
-                    tracing::info!(peer, %path, reason = %why, "peer abandoned its call; cancelled it");
-                    return;
-                }
-            },
-            outcome = &mut running => break outcome,
+            signal = caller => Err(signal),
+            served = running => Ok(served),
         }
     };
-    while let Ok(payload) = events_rx.try_recv() {
-        if !send(&mut tx, &NodeFrame::Event { id, payload }).await {
+    let outcome = match served {
+        Ok(Served::Done(outcome)) => outcome,
+        Ok(Served::Abandoned) => {
+            tracing::debug!(peer, %path, "peer stopped reading events; cancelling");
             return;
         }
-    }
-    let result = match outcome {
-        Ok(response) => WireResult::Ok(response.into()),
-        Err(error) => WireResult::Err(error),
+        Err(CallerSignal::Cancelled) => {
+            tracing::debug!(peer, %path, "peer cancelled its call");
+            let error = CallError::new(ErrorCode::Failed, "cancelled by the caller");
+            let _ = send(
+                &mut tx,
+                &ServerFrame::Reply(Err::<hearth_registry::ResponseEnvelope, _>(error).into()),
+            )
+            .await;
+            let _ = tx.finish();
+            return;
+        }
+        Err(CallerSignal::Gone(why)) => {
+            tracing::info!(peer, %path, reason = %why, "peer abandoned its call; cancelled it");
+            return;
+        }
     };
-    if send(&mut tx, &NodeFrame::Reply { id, result }).await {
+    if send(&mut tx, &ServerFrame::Reply(outcome.into())).await {
         let _ = tx.finish();
     }
 }

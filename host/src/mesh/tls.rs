@@ -28,8 +28,9 @@ use rustls::{
 
 use crate::vault::{Vault, fingerprint};
 
-/// The ALPN protocol of the mesh; bumped with [`super::wire::MESH_PROTOCOL`].
-pub const ALPN: &[u8] = b"hearth-mesh/1";
+/// The ALPN protocol of the mesh; bumped with
+/// [`hearth_protocol::mesh::MESH_PROTOCOL`].
+pub const ALPN: &[u8] = b"hearth-mesh/2";
 /// The name every node's certificate carries and every dial asks for; the
 /// key, not the name, identifies a node.
 pub const SERVER_NAME: &str = "hearth-peer";

@@ -1,7 +1,14 @@
 //! Host-side bindings for the `hearth:node/plugin` world, and conversions
 //! between the WIT types and the registry's.
+#![allow(missing_docs)] // the generated bindings
+
+use std::time::Instant;
 
 use hearth_registry::{CallError, ErrorCode, OpKind, ResponseEnvelope, Source};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::state::CallState;
+use crate::call::CallContext;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -77,4 +84,34 @@ pub fn response_to_wit(response: ResponseEnvelope) -> wit::Response {
         request_id: response.request_id,
         parent_request_id: response.parent_request_id,
     }
+}
+
+/// The record a plugin receives for the call it serves.
+pub fn context_to_wit(ctx: &CallContext) -> wit::CallContext {
+    let left = ctx.deadline.saturating_duration_since(Instant::now());
+    wit::CallContext {
+        request_id: ctx.request_id.clone(),
+        parent_request_id: ctx.parent_request_id.clone(),
+        identity: wit::Identity {
+            id: ctx.identity.id.clone(),
+            scopes: ctx.identity.scopes.clone(),
+        },
+        metadata: ctx.metadata.clone(),
+        deadline_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+        trusted: ctx.trusted,
+        depth: ctx.depth,
+    }
+}
+
+impl wit::Host for CallState {}
+
+/// Links `hearth:node/types`, which every other interface uses.
+pub(super) fn add_types_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)
+}
+
+/// A host result as an import returns it: typed errors go to the plugin,
+/// never trap it.
+pub fn to_wit<T>(result: Result<T, CallError>) -> wasmtime::Result<Result<T, wit::CallError>> {
+    Ok(result.map_err(call_error_to_wit))
 }

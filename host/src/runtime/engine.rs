@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::config::EngineLimits;
+
 /// How often the engine's epoch advances; the granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
@@ -25,18 +27,6 @@ pub const MAX_WASM_STACK: usize = 512 << 10;
 /// Native stack of each async call; must exceed [`MAX_WASM_STACK`] with
 /// room for host frames.
 const ASYNC_STACK: usize = 2 << 20;
-
-/// Sizes of the instance pool, from `[limits]` and the largest plugin
-/// memory limit.
-#[derive(Debug, Clone)]
-pub struct EngineLimits {
-    /// Instances that may be alive at once across all plugins.
-    pub max_instances: u32,
-    /// The largest linear memory any plugin may grow to, in bytes.
-    pub max_memory_bytes: usize,
-    /// Table elements one table may have.
-    pub max_table_elements: usize,
-}
 
 /// Builds the engine shared by every plugin.
 pub fn build(limits: &EngineLimits) -> wasmtime::Result<Engine> {

@@ -7,21 +7,21 @@
 //! state leaks from one call to the next; a plugin may be configured to keep
 //! warm instances instead (see [`warm`]).
 //!
-//! It does not route calls or check grants for `env`: that is the node's
-//! job, reached through [`HostServices`]. It does turn every way a plugin
-//! can fail (trap, panic, deadline, memory, stack, exhausted pool, oversize
-//! output) into a [`CallError`] naming the limit and how to raise it.
+//! It knows no capability and routes no call: the layer above hands it the
+//! linker's imports ([`Runtime::new`]) and the node's [`Resources`] per
+//! call, and the `capabilities` layer serve each import. It does turn every
+//! way a plugin can fail (trap, panic, deadline, memory, stack, exhausted
+//! pool, oversize output) into a [`CallError`] naming the limit and how to
+//! raise it.
 
-mod bindings;
+pub mod bindings;
 mod cache;
-mod context;
 mod engine;
 mod limits;
 mod state;
 mod stderr;
 mod warm;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,13 +30,13 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
 pub use cache::{CacheOutcome, ComponentCache};
-pub use context::{CallContext, Identity};
-pub use engine::EngineLimits;
-pub use state::{BoxFuture, Caller, HostServices};
+pub use state::{CallState, Resources};
+
+use crate::call::{CallContext, PluginCaller};
+use crate::config::{EngineLimits, PluginSettings};
 
 use bindings::PluginPre;
 use limits::{CallLimiter, LimitHit};
-use state::CallState;
 use warm::WarmPool;
 
 /// Why a plugin could not be loaded.
@@ -56,33 +56,6 @@ pub enum RuntimeError {
     /// The precompiled cache could not be used.
     #[error("component cache: {0}")]
     Cache(#[from] std::io::Error),
-}
-
-/// How the operator configured one plugin's execution.
-#[derive(Debug, Clone)]
-pub struct PluginSettings {
-    /// Linear memory per instance.
-    pub memory_bytes: usize,
-    /// Elements per table.
-    pub table_elements: usize,
-    /// Deadline of its operations.
-    pub timeout: Duration,
-    /// Per-operation deadlines.
-    pub operation_timeouts: BTreeMap<String, Duration>,
-    /// Warm instances to keep; 0 for a fresh instance per call.
-    pub warm_instances: u32,
-    /// Largest output an operation may return.
-    pub max_output_bytes: usize,
-}
-
-impl PluginSettings {
-    /// The deadline of operation `op`.
-    pub fn timeout_for(&self, op: &str) -> Duration {
-        self.operation_timeouts
-            .get(op)
-            .copied()
-            .unwrap_or(self.timeout)
-    }
 }
 
 /// The wasm engine and everything shared across plugins.
@@ -121,12 +94,18 @@ const SPECS_DEADLINE: Duration = Duration::from_secs(5);
 
 impl Runtime {
     /// Starts the engine and the epoch ticker; precompiled components are
-    /// kept in `cache_dir`.
-    pub fn new(cache_dir: std::path::PathBuf, limits: EngineLimits) -> Result<Self, RuntimeError> {
+    /// kept in `cache_dir`. `imports` adds the host's interfaces (the
+    /// capabilities) to the linker, beside WASI and the shared types.
+    pub fn new(
+        cache_dir: std::path::PathBuf,
+        limits: EngineLimits,
+        imports: impl FnOnce(&mut Linker<CallState>) -> wasmtime::Result<()>,
+    ) -> Result<Self, RuntimeError> {
         let engine = engine::build(&limits).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .and_then(|()| state::add_to_linker(&mut linker))
+            .and_then(|()| bindings::add_types_to_linker(&mut linker))
+            .and_then(|()| imports(&mut linker))
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let cache = ComponentCache::open(cache_dir, &engine)?;
         let ticker = engine::EpochTicker::start(engine.clone());
@@ -161,7 +140,7 @@ impl Runtime {
                 "cannot link: {e:#}; the plugin imports something this host does not provide (built against another version of hearth:node?)"
             ))
         })?;
-        let caller = Caller {
+        let caller = PluginCaller {
             plugin: Arc::from(name),
             grants: Arc::new(GrantSet::default()),
             ctx: CallContext::internal(Instant::now() + SPECS_DEADLINE),
@@ -240,12 +219,12 @@ impl Runtime {
     fn store(
         &self,
         settings: &PluginSettings,
-        caller: Caller,
-        services: Option<Arc<dyn HostServices>>,
+        caller: PluginCaller,
+        resources: Option<Arc<Resources>>,
     ) -> Store<CallState> {
         let deadline = caller.ctx.deadline;
         let limiter = CallLimiter::new(settings.memory_bytes, settings.table_elements);
-        let mut store = Store::new(&self.engine, CallState::new(caller, services, limiter));
+        let mut store = Store::new(&self.engine, CallState::new(caller, resources, limiter));
         store.limiter(|state| state.limiter());
         arm_deadline(&mut store, deadline);
         store
@@ -255,14 +234,14 @@ impl Runtime {
     pub async fn call(
         &self,
         plugin: &LoadedPlugin,
-        services: Arc<dyn HostServices>,
+        resources: Arc<Resources>,
         op: &str,
         input: &str,
         ctx: CallContext,
     ) -> Result<String, CallError> {
         let deadline = ctx.deadline;
-        let wit_ctx = ctx.to_wit();
-        let caller = Caller {
+        let wit_ctx = bindings::context_to_wit(&ctx);
+        let caller = PluginCaller {
             plugin: Arc::from(plugin.name.as_str()),
             grants: plugin.grants.clone(),
             ctx,
@@ -270,11 +249,11 @@ impl Runtime {
         let run = async {
             let output = match &plugin.warm {
                 None => {
-                    self.call_fresh(plugin, caller, services, op, input, &wit_ctx)
+                    self.call_fresh(plugin, caller, resources, op, input, &wit_ctx)
                         .await
                 }
                 Some(pool) => {
-                    self.call_warm(pool, plugin, caller, services, op, input, &wit_ctx)
+                    self.call_warm(pool, plugin, caller, resources, op, input, &wit_ctx)
                         .await
                 }
             }?;
@@ -302,13 +281,13 @@ impl Runtime {
     async fn call_fresh(
         &self,
         plugin: &LoadedPlugin,
-        caller: Caller,
-        services: Arc<dyn HostServices>,
+        caller: PluginCaller,
+        resources: Arc<Resources>,
         op: &str,
         input: &str,
         wit_ctx: &bindings::wit::CallContext,
     ) -> Result<String, CallError> {
-        let mut store = self.store(&plugin.settings, caller, Some(services));
+        let mut store = self.store(&plugin.settings, caller, Some(resources));
         let instance = plugin
             .pre
             .instantiate_async(&mut store)
@@ -322,8 +301,8 @@ impl Runtime {
         &self,
         pool: &WarmPool,
         plugin: &LoadedPlugin,
-        caller: Caller,
-        services: Arc<dyn HostServices>,
+        caller: PluginCaller,
+        resources: Arc<Resources>,
         op: &str,
         input: &str,
         wit_ctx: &bindings::wit::CallContext,
@@ -331,12 +310,12 @@ impl Runtime {
         let deadline = caller.ctx.deadline;
         let mut warm = match pool.take() {
             Some(mut warm) => {
-                warm.store.data_mut().reset(caller, services);
+                warm.store.data_mut().reset(caller, resources);
                 arm_deadline(&mut warm.store, deadline);
                 warm
             }
             None => {
-                let mut store = self.store(&plugin.settings, caller, Some(services));
+                let mut store = self.store(&plugin.settings, caller, Some(resources));
                 let instance = plugin
                     .pre
                     .instantiate_async(&mut store)

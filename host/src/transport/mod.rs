@@ -1,12 +1,9 @@
-//! How local clients reach the node: length-prefixed postcard frames over
-//! a Unix socket.
+//! How local clients reach the node: the Unix socket.
 //!
-//! [`frame`] defines the frames and their codec (shared with the client
-//! library); [`server`] binds the socket, checks the peer, and multiplexes
-//! calls on each connection. See `docs/protocol.md` for the wire format.
+//! [`server`] binds the socket, checks the peer's uid, and multiplexes
+//! calls on each connection; the frames are `hearth_protocol::socket`'s,
+//! shared with the client library. Every call goes to the OperationEnv's
+//! one pipeline through [`crate::ops::serve`]; this module only decodes,
+//! calls and encodes. See `docs/protocol.md` for the wire format.
 
-pub mod frame;
 pub mod server;
-
-/// Version of the client-to-node protocol; bumped on incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;

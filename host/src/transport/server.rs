@@ -16,22 +16,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hearth_protocol::frame::{self, FrameError};
+use hearth_protocol::socket::{CallFrame, ClientFrame, NodeFrame, PROTOCOL_VERSION};
 use hearth_registry::{CallError, ErrorCode};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use super::PROTOCOL_VERSION;
-use super::frame::{self, CallFrame, ClientFrame, FrameError, NodeFrame, WireResult};
-use crate::node::{CallRequest, Node};
-use crate::runtime::Identity;
+use crate::call::{CallRequest, Door, EventSink, Identity, OperationEnv};
+use crate::ops::Served;
 
 /// Calls one connection may have in flight.
 const MAX_IN_FLIGHT: usize = 1024;
 /// How long an oversize frame's remaining bytes are discarded before close.
 const DRAIN_ON_CLOSE: Duration = Duration::from_millis(500);
-/// Events of one subscription buffered before the plugin waits.
-const EVENT_QUEUE: usize = 64;
 /// Frames queued for writing per connection.
 const WRITE_QUEUE: usize = 256;
 
@@ -115,7 +113,7 @@ impl SocketServer {
     }
 
     /// Accepts connections forever, serving each on its own task.
-    pub async fn serve(&self, node: Arc<Node>) {
+    pub async fn serve(&self, node: Arc<dyn OperationEnv>) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
@@ -144,13 +142,13 @@ impl Drop for SocketServer {
 
 type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
-async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Result<()> {
+async fn serve_connection(stream: UnixStream, node: Arc<dyn OperationEnv>) -> std::io::Result<()> {
     let peer_uid = stream.peer_cred()?.uid();
     let (mut reader, mut writer) = stream.into_split();
     let own_uid = current_uid();
     if peer_uid != own_uid {
         tracing::warn!(peer_uid, "refused a connection from another user");
-        let refused = refused(
+        let refused = NodeFrame::refused(
             None,
             ErrorCode::Denied,
             format!("peer uid {peer_uid} may not use this node (it runs as uid {own_uid})"),
@@ -185,14 +183,14 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
             }
             Err(err @ FrameError::Oversize { .. }) => {
                 let _ = tx
-                    .send(refused(None, ErrorCode::ResourceExhausted, format!("{err}; closing the connection (raise `limits.max_frame_bytes` if this is legitimate)")))
+                    .send(NodeFrame::refused(None, ErrorCode::ResourceExhausted, format!("{err}; closing the connection (raise `limits.max_frame_bytes` if this is legitimate)")))
                     .await;
                 unread_input = true;
                 break;
             }
             Err(err @ FrameError::Empty) => {
                 let _ = tx
-                    .send(refused(
+                    .send(NodeFrame::refused(
                         None,
                         ErrorCode::InvalidInput,
                         format!("malformed frame: {err}"),
@@ -205,7 +203,7 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
             Ok(frame) => frame,
             Err(err) => {
                 let _ = tx
-                    .send(refused(
+                    .send(NodeFrame::refused(
                         None,
                         ErrorCode::InvalidInput,
                         format!("malformed frame ({} bytes): {err}", body.len()),
@@ -218,7 +216,7 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
             ClientFrame::Hello { protocol, client } => {
                 if protocol != PROTOCOL_VERSION {
                     let _ = tx
-                        .send(refused(
+                        .send(NodeFrame::refused(
                             None,
                             ErrorCode::Unavailable,
                             format!("protocol version {protocol} is not supported; this node speaks {PROTOCOL_VERSION}"),
@@ -231,7 +229,7 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
                 let _ = tx
                     .send(NodeFrame::Hello {
                         protocol: PROTOCOL_VERSION,
-                        node: node.name().to_owned(),
+                        node: node.node_name().to_owned(),
                         version: env!("CARGO_PKG_VERSION").to_owned(),
                         identity: identity.id.clone(),
                     })
@@ -239,7 +237,7 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
             }
             _ if !greeted => {
                 let _ = tx
-                    .send(refused(
+                    .send(NodeFrame::refused(
                         None,
                         ErrorCode::InvalidInput,
                         "the first frame must be Hello".to_owned(),
@@ -253,12 +251,7 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
                 if let Some(handle) = handle {
                     handle.abort();
                     let error = CallError::new(ErrorCode::Failed, "cancelled by the client");
-                    let _ = tx
-                        .send(NodeFrame::Reply {
-                            id,
-                            result: WireResult::Err(error),
-                        })
-                        .await;
+                    let _ = tx.send(NodeFrame::reply(id, Err(error))).await;
                 }
             }
         }
@@ -279,9 +272,25 @@ async fn serve_connection(stream: UnixStream, node: Arc<Node>) -> std::io::Resul
     Ok(())
 }
 
+/// Sends a call's events as `Event` frames on its connection.
+struct SocketEvents {
+    id: u64,
+    tx: mpsc::Sender<NodeFrame>,
+}
+
+impl EventSink for SocketEvents {
+    async fn emit(&mut self, payload: String) -> bool {
+        let frame = NodeFrame::Event {
+            id: self.id,
+            payload,
+        };
+        self.tx.send(frame).await.is_ok()
+    }
+}
+
 fn start_call(
     call: CallFrame,
-    node: &Arc<Node>,
+    node: &Arc<dyn OperationEnv>,
     identity: &Identity,
     tx: &mpsc::Sender<NodeFrame>,
     in_flight: &InFlight,
@@ -289,13 +298,13 @@ fn start_call(
     let id = call.id;
     let mut guard = lock(in_flight);
     let refusal = if guard.contains_key(&id) {
-        Some(refused(
+        Some(NodeFrame::refused(
             Some(id),
             ErrorCode::Conflict,
             format!("call id {id} is already in flight on this connection"),
         ))
     } else if guard.len() >= MAX_IN_FLIGHT {
-        Some(refused(
+        Some(NodeFrame::refused(
             Some(id),
             ErrorCode::ResourceExhausted,
             format!(
@@ -310,54 +319,26 @@ fn start_call(
         tokio::spawn(async move { tx.send(refusal).await });
         return;
     }
-    let (events_tx, mut events_rx) = mpsc::channel::<String>(EVENT_QUEUE);
-    let request = CallRequest {
-        path: call.path,
-        input: call.input,
-        identity: identity.clone(),
-        metadata: call.metadata,
-        timeout: call.timeout_ms.map(Duration::from_millis),
-        events: Some(events_tx),
-        peer: None,
-    };
+    let mut request =
+        CallRequest::from_client(Door::Socket, identity.clone(), call.path, call.input);
+    request.metadata = call.metadata;
+    request.timeout = call.timeout_ms.map(Duration::from_millis);
     let node = node.clone();
     let tx = tx.clone();
     let registry = in_flight.clone();
     let task = tokio::spawn(async move {
-        // Events go out in order, all before the call's reply.
-        let call = node.call(request);
-        tokio::pin!(call);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                Some(payload) = events_rx.recv() => {
-                    if tx.send(NodeFrame::Event { id, payload }).await.is_err() {
-                        return;
-                    }
-                }
-                outcome = &mut call => break outcome,
-            }
-        };
-        while let Ok(payload) = events_rx.try_recv() {
-            let _ = tx.send(NodeFrame::Event { id, payload }).await;
-        }
-        let result = match outcome {
-            Ok(response) => WireResult::Ok(response.into()),
-            Err(error) => WireResult::Err(error),
+        let mut events = SocketEvents { id, tx };
+        let Served::Done(outcome) = crate::ops::serve(node.as_ref(), request, &mut events).await
+        else {
+            // The connection is gone: nobody can receive the reply.
+            return;
         };
         // Only reply if not cancelled meanwhile (cancel already replied).
         if lock(&registry).remove(&id).is_some() {
-            let _ = tx.send(NodeFrame::Reply { id, result }).await;
+            let _ = events.tx.send(NodeFrame::reply(id, outcome)).await;
         }
     });
     guard.insert(id, task.abort_handle());
-}
-
-fn refused(id: Option<u64>, code: ErrorCode, message: String) -> NodeFrame {
-    NodeFrame::Refused {
-        id,
-        error: CallError::new(code, message),
-    }
 }
 
 fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashMap<u64, AbortHandle>> {

@@ -1,0 +1,258 @@
+//! The call model: one request type for every door a call comes in by, the
+//! context a call runs with, and the sink its events go to.
+//!
+//! A [`CallRequest`] says where the call came from ([`Origin`]: a local
+//! client, a peer node, or a plugin calling through `env`), who it is for,
+//! and what it asks. The pipeline in the `ops` layer turns it into a running
+//! [`CallContext`]; plugins see a projection of that context through WIT.
+//!
+//! This is the bottom of the host's layers: it imports nothing of the
+//! crate, so every layer above can share these types.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_registry::{
+    CallError, GrantSet, LimitsSection, OperationPath, PathPattern, ResponseEnvelope,
+};
+use serde::{Deserialize, Serialize};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Where a subscription's events go while its call runs: JSON text, in
+/// order, all before the call's reply.
+pub type EventSender = tokio::sync::mpsc::Sender<String>;
+
+/// Who a call is made for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Stable id, e.g. `local:uid:1000` or `peer:worker-1`.
+    pub id: String,
+    /// Scopes held; `*` holds every scope, `echo:*` every `echo:` scope.
+    pub scopes: Vec<String>,
+}
+
+impl Identity {
+    /// The node itself, for calls it makes on its own behalf.
+    pub fn node() -> Self {
+        Identity {
+            id: "node".to_owned(),
+            scopes: vec!["*".to_owned()],
+        }
+    }
+
+    /// True when this identity holds `scope`.
+    pub fn holds(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|held| {
+            held == "*"
+                || held == scope
+                || held
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| prefix.ends_with(':') && scope.starts_with(prefix))
+        })
+    }
+}
+
+/// The door a local client came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Door {
+    /// The Unix socket's framed protocol.
+    Socket,
+}
+
+/// A peer node a call came from, and what it may do here.
+#[derive(Debug, Clone)]
+pub struct PeerOrigin {
+    /// The peer's name in this node's `[peers]`.
+    pub name: String,
+    /// Operations it may call here (`[peers.<name>].allow`).
+    pub allow: Arc<[PathPattern]>,
+    /// The request on the peer that made this call, if nested there.
+    pub parent_request_id: Option<String>,
+    /// How deeply nested the call already is on the peer.
+    pub depth: u32,
+}
+
+/// A plugin making a call through `env`, and the call it is serving.
+#[derive(Debug, Clone)]
+pub struct PluginCaller {
+    /// The plugin's name.
+    pub plugin: Arc<str>,
+    /// What the operator granted it.
+    pub grants: Arc<GrantSet>,
+    /// The call it is serving.
+    pub ctx: CallContext,
+}
+
+/// Where a call came from. The pipeline's access check, deadline and depth
+/// rules follow from it.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A local client: checked against its identity's scopes.
+    Client(Door),
+    /// Another node over the mesh: checked against `[peers.<name>]`, and
+    /// never passed on to a third node.
+    Peer(PeerOrigin),
+    /// A plugin through `env`: trusted (no scope check), but only to paths
+    /// its grants allow, inheriting its parent's deadline, bounded in depth.
+    Plugin(PluginCaller),
+}
+
+/// One call, from whichever door it came in by.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Operation path, as the caller wrote it.
+    pub path: String,
+    /// Input JSON text.
+    pub input: String,
+    /// Who the call is for.
+    pub identity: Identity,
+    /// Caller metadata for the handler.
+    pub metadata: Vec<(String, String)>,
+    /// The caller's deadline; the operation's limit when absent. A caller
+    /// may shorten an operation's limit, never extend it.
+    pub timeout: Option<Duration>,
+    /// Where a subscription's events go, when the caller can take them.
+    pub events: Option<EventSender>,
+}
+
+impl CallRequest {
+    /// A call from a local client.
+    pub fn from_client(door: Door, identity: Identity, path: String, input: String) -> Self {
+        CallRequest {
+            origin: Origin::Client(door),
+            path,
+            input,
+            identity,
+            metadata: Vec::new(),
+            timeout: None,
+            events: None,
+        }
+    }
+
+    /// A nested call a plugin makes through `env`: it acts for the same
+    /// identity with the same metadata, within its parent's deadline.
+    pub fn from_plugin(caller: PluginCaller, path: String, input: String) -> Self {
+        CallRequest {
+            identity: caller.ctx.identity.clone(),
+            metadata: caller.ctx.metadata.clone(),
+            origin: Origin::Plugin(caller),
+            path,
+            input,
+            timeout: None,
+            events: None,
+        }
+    }
+
+    /// The request this call is nested in, on this node or a peer.
+    pub fn parent_request_id(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::Client(_) => None,
+            Origin::Peer(peer) => peer.parent_request_id.as_deref(),
+            Origin::Plugin(caller) => Some(&caller.ctx.request_id),
+        }
+    }
+
+    /// The peer this call (or the call that made it) came from; such a
+    /// call may not reach any other node.
+    pub fn from_peer(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::Client(_) => None,
+            Origin::Peer(peer) => Some(&peer.name),
+            Origin::Plugin(caller) => caller.ctx.from_peer.as_deref(),
+        }
+    }
+}
+
+/// Everything known about one call while it runs.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// Unique id of this call (a ULID).
+    pub request_id: String,
+    /// The call that made this one through `env`, here or on a peer.
+    pub parent_request_id: Option<String>,
+    /// Who the call is for.
+    pub identity: Identity,
+    /// Caller metadata.
+    pub metadata: Vec<(String, String)>,
+    /// When the call must be finished.
+    pub deadline: Instant,
+    /// True for calls made by plugins through `env`.
+    pub trusted: bool,
+    /// Nesting depth; 0 for calls from outside.
+    pub depth: u32,
+    /// Paths of this call and its ancestors, outermost first.
+    pub chain: Vec<OperationPath>,
+    /// Where a subscription's events go; `None` for calls that cannot
+    /// stream (nested calls, plain clients).
+    pub events: Option<EventSender>,
+    /// The peer this call (or the call that made it) came from.
+    pub from_peer: Option<String>,
+}
+
+impl CallContext {
+    /// A context for the node's own internal calls (listing specs at load).
+    pub fn internal(deadline: Instant) -> Self {
+        CallContext {
+            request_id: ulid::Ulid::new().to_string(),
+            parent_request_id: None,
+            identity: Identity::node(),
+            metadata: Vec::new(),
+            deadline,
+            trusted: true,
+            depth: 0,
+            chain: Vec::new(),
+            events: None,
+            from_peer: None,
+        }
+    }
+}
+
+/// The OperationEnv: the one pipeline every call goes through, whatever
+/// door it came in by. The node (`ops::Node`) implements it; front doors and
+/// the `env` capability reach it through this trait, never the concrete
+/// node, so they sit on either side of it without importing each other.
+pub trait OperationEnv: Send + Sync + 'static {
+    /// This node's name.
+    fn node_name(&self) -> &str;
+    /// The limits calls and frames run under.
+    fn limits(&self) -> &LimitsSection;
+    /// Runs `request`: route, access check, deadline and depth, dispatch,
+    /// response envelope. Events go to `request.events`.
+    fn call(&self, request: CallRequest) -> BoxFuture<Result<ResponseEnvelope, CallError>>;
+}
+
+/// Where a front door sends a call's events: the socket writes `Event`
+/// frames, the mesh writes them on the call's stream, the HTTP gateway will
+/// write server-sent events. One implementation per door; the loop that
+/// feeds it is `ops::serve`, shared by all.
+pub trait EventSink: Send {
+    /// Delivers one event; false when nobody receives events any more,
+    /// which abandons the call.
+    fn emit(&mut self, payload: String) -> impl Future<Output = bool> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_match_exactly_by_prefix_or_wildcard() {
+        let id = |scopes: &[&str]| Identity {
+            id: "t".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(id(&["*"]).holds("echo:write"));
+        assert!(id(&["echo:*"]).holds("echo:write"));
+        assert!(!id(&["echo:*"]).holds("echoes:write"));
+        assert!(id(&["echo:read"]).holds("echo:read"));
+        assert!(!id(&["echo:read"]).holds("echo:write"));
+        assert!(!id(&[]).holds("echo:read"));
+    }
+}

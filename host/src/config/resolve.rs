@@ -1,0 +1,429 @@
+//! The resolution step: from the file model ([`StackFile`], each plugin's
+//! [`PluginManifest`]) to the [`NodeConfig`] the node runs on.
+//!
+//! Every value is checked here and nowhere else, and every refusal names
+//! the file, the key and the fix ([`ConfigError`]). The golden tests in
+//! `host/tests/config/` pin each message.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hearth_protocol::features::Features;
+use hearth_registry::{
+    GrantSet, LOCAL_NODE, MAX_MEMORY_MIB, PluginEntry, PluginManifest, RESERVED_NAMESPACES,
+    StackFile, is_valid_segment,
+};
+
+use super::error::File;
+use super::{
+    BUNDLED, ConfigError, DEFAULT_WARM_INSTANCES, MeshConfig, NodeConfig, PeerConfig,
+    PluginSettings, PluginSource, default_data_dir,
+};
+
+const NAME_RULE: &str = "use lowercase letters, digits, `-` and `_`";
+
+/// Resolves `stack`, read from `file`.
+pub(super) fn resolve(
+    stack: StackFile,
+    file: &Path,
+    origin: Option<PathBuf>,
+) -> Result<NodeConfig, ConfigError> {
+    let file = File::of(file);
+    check_node(&stack, &file)?;
+    check_limits(&stack, &file)?;
+    let mesh = mesh_config(&stack, &file)?;
+    let data_dir = match stack.node.data_dir {
+        Some(dir) => dir,
+        None => default_data_dir().ok_or_else(|| {
+            file.invalid(
+                "node.data_dir",
+                "no data directory: it is not set and there is no home directory",
+                "set `node.data_dir`, or HEARTH_DATA_DIR in the environment",
+            )
+        })?,
+    };
+    let socket = stack
+        .node
+        .socket
+        .or_else(|| {
+            std::env::var_os("HEARTH_SOCKET")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| data_dir.join("run").join("host.sock"));
+    let cache_dir = stack
+        .node
+        .cache_dir
+        .or_else(|| {
+            std::env::var_os("HEARTH_CACHE_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| data_dir.join("cache"));
+    let mut plugins = Vec::with_capacity(stack.plugins.len());
+    for (name, entry) in stack.plugins {
+        plugins.push(plugin(&file, &name, entry, &stack.limits)?);
+    }
+    Ok(NodeConfig {
+        name: stack.node.name,
+        data_dir,
+        socket,
+        cache_dir,
+        docker_socket: stack.docker.socket,
+        limits: stack.limits,
+        plugins,
+        mesh,
+        origin,
+    })
+}
+
+fn check_node(stack: &StackFile, file: &File) -> Result<(), ConfigError> {
+    if !is_valid_segment(&stack.node.name) {
+        return Err(file.invalid(
+            "node.name",
+            format!("`{}` is not a valid node name", stack.node.name),
+            NAME_RULE,
+        ));
+    }
+    Ok(())
+}
+
+fn check_limits(stack: &StackFile, file: &File) -> Result<(), ConfigError> {
+    let limits = &stack.limits;
+    let positive: [(&str, u64); 5] = [
+        ("call_timeout_ms", limits.call_timeout_ms),
+        ("max_call_depth", limits.max_call_depth.into()),
+        ("max_output_bytes", limits.max_output_bytes.into()),
+        ("max_instances", limits.max_instances.into()),
+        ("table_elements", limits.table_elements.into()),
+    ];
+    if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+        return Err(file.invalid(
+            format!("limits.{key}"),
+            "must be positive",
+            "set a positive value, or remove the key for the default",
+        ));
+    }
+    if limits.max_frame_bytes < 1024 {
+        return Err(file.invalid(
+            "limits.max_frame_bytes",
+            format!("is {}, below the minimum of 1024", limits.max_frame_bytes),
+            "set at least 1024, or remove the key for the default (16 MiB)",
+        ));
+    }
+    if !(1..=MAX_MEMORY_MIB).contains(&limits.memory_mib) {
+        return Err(file.invalid(
+            "limits.memory_mib",
+            format!("is {}, out of range", limits.memory_mib),
+            format!("set it between 1 and {MAX_MEMORY_MIB}"),
+        ));
+    }
+    if stack.mesh.idle_timeout_ms < 100 {
+        return Err(file.invalid(
+            "mesh.idle_timeout_ms",
+            format!(
+                "is {}, below the minimum of 100",
+                stack.mesh.idle_timeout_ms
+            ),
+            "set at least 100, or remove the key for the default (10000)",
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves `[mesh]` and `[peers]`: the listen address, feature names
+/// this build knows, and each peer's pinned key.
+fn mesh_config(stack: &StackFile, file: &File) -> Result<MeshConfig, ConfigError> {
+    let section = &stack.mesh;
+    let listen = section
+        .listen
+        .as_deref()
+        .map(|text| {
+            text.parse::<SocketAddr>().map_err(|_| {
+                file.invalid(
+                    "mesh.listen",
+                    format!("`{text}` is not an IP address and port"),
+                    "write it as in `0.0.0.0:7400`",
+                )
+            })
+        })
+        .transpose()?;
+    let features = Features::configured(
+        &section.require_features,
+        &section.optional_features,
+        &section.disable_features,
+    )
+    .map_err(|e| {
+        use hearth_protocol::features::FeatureConfigError;
+        let (name, problem) = match &e {
+            FeatureConfigError::Unknown(name) => (name, format!("names an unknown feature: {e}")),
+            FeatureConfigError::Disabled(name) => (name, format!("conflicts: {e}")),
+        };
+        let key = [
+            ("require_features", &section.require_features),
+            ("optional_features", &section.optional_features),
+            ("disable_features", &section.disable_features),
+        ]
+        .into_iter()
+        .find(|(_, list)| list.contains(name))
+        .map_or_else(|| "mesh".to_owned(), |(key, _)| format!("mesh.{key}"));
+        file.invalid(
+            key,
+            problem,
+            "name only features this build knows, each in one list",
+        )
+    })?;
+    let mut peers = Vec::with_capacity(stack.peers.len());
+    let mut keys = BTreeMap::new();
+    for (name, entry) in &stack.peers {
+        let key = |field: &str| format!("peers.{name}.{field}");
+        if !is_valid_segment(name) || name == LOCAL_NODE || *name == stack.node.name {
+            return Err(file.invalid(
+                format!("peers.{name}"),
+                format!("is not a valid peer name (`{name}`)"),
+                format!("{NAME_RULE}, other than `{LOCAL_NODE}` and this node's own name"),
+            ));
+        }
+        if entry.public_key.trim().is_empty() {
+            return Err(file.invalid(
+                key("public_key"),
+                "is missing",
+                "paste the `public_key` line `host id` prints on that node",
+            ));
+        }
+        let Some(public) = entry.key_bytes() else {
+            return Err(file.invalid(
+                key("public_key"),
+                "must be 64 hex digits",
+                "paste it as `host id` prints it on that node",
+            ));
+        };
+        if let Some(other) = keys.insert(public, name) {
+            return Err(file.invalid(
+                key("public_key"),
+                format!("is the same as peers.{other}'s: peers `{other}` and `{name}` have the same public key"),
+                "one node cannot have two names: remove one entry",
+            ));
+        }
+        if entry.address.as_deref().is_some_and(|a| !a.contains(':')) {
+            return Err(file.invalid(
+                key("address"),
+                "must be `host:port`",
+                "write it as in `10.0.0.2:7400`",
+            ));
+        }
+        peers.push(PeerConfig {
+            name: name.clone(),
+            key: public,
+            address: entry.address.clone(),
+            allow: entry.allow.clone(),
+            scopes: entry.scopes.clone(),
+        });
+    }
+    Ok(MeshConfig {
+        listen,
+        advertise: section.advertise.clone(),
+        features,
+        idle_timeout: Duration::from_millis(section.idle_timeout_ms),
+        peers,
+    })
+}
+
+/// One `[plugins.<name>]` entry: its files, manifest, grants and settings.
+fn plugin(
+    file: &File,
+    name: &str,
+    entry: PluginEntry,
+    limits: &hearth_registry::LimitsSection,
+) -> Result<PluginSource, ConfigError> {
+    let key = |field: &str| format!("plugins.{name}.{field}");
+    if !is_valid_segment(name) {
+        return Err(file.invalid(
+            format!("plugins.{name}"),
+            format!("is not a valid plugin name (`{name}`)"),
+            NAME_RULE,
+        ));
+    }
+    if RESERVED_NAMESPACES.contains(&name) {
+        return Err(file.invalid(
+            format!("plugins.{name}"),
+            format!("is reserved for the node's own operations (/node/{name}/*)"),
+            "give the plugin another name",
+        ));
+    }
+    let (manifest, component, origin) = match &entry.path {
+        Some(dir) => from_dir(file, name, dir)?,
+        None => bundled(file, name)?,
+    };
+    let memory = entry.memory_mib.unwrap_or(limits.memory_mib);
+    if !(1..=MAX_MEMORY_MIB).contains(&memory) {
+        return Err(file.invalid(
+            key("memory_mib"),
+            format!("is {memory}, out of range"),
+            format!("set it between 1 and {MAX_MEMORY_MIB}"),
+        ));
+    }
+    if entry.timeout_ms == Some(0) {
+        return Err(file.invalid(
+            key("timeout_ms"),
+            "must be positive",
+            "set a positive number of milliseconds, or remove it for `limits.call_timeout_ms`",
+        ));
+    }
+    for (op, ms) in &entry.operation_timeouts {
+        if *ms == 0 {
+            return Err(file.invalid(
+                key(&format!("operation_timeouts.{op}")),
+                "must be positive",
+                "set a positive number of milliseconds",
+            ));
+        }
+        if !manifest.operations.iter().any(|o| o == op) {
+            return Err(file.invalid(
+                key(&format!("operation_timeouts.{op}")),
+                format!("names no operation of plugin `{name}`"),
+                format!(
+                    "name one of its operations: {}",
+                    manifest.operations.join(", ")
+                ),
+            ));
+        }
+    }
+    let warm_instances = entry
+        .warm_instances
+        .unwrap_or(if manifest.runtime.reuse_instances {
+            DEFAULT_WARM_INSTANCES
+        } else {
+            0
+        });
+    if warm_instances > limits.max_instances / 2 {
+        return Err(file.invalid(
+            key("warm_instances"),
+            format!(
+                "is {warm_instances}, more than half of `limits.max_instances` ({})",
+                limits.max_instances
+            ),
+            "keep fewer warm instances, or raise `limits.max_instances`",
+        ));
+    }
+    warn_unrequested(name, &entry.grants, &manifest);
+    let settings = PluginSettings {
+        memory_bytes: (memory as usize) << 20,
+        table_elements: limits.table_elements as usize,
+        timeout: Duration::from_millis(entry.timeout_ms.unwrap_or(limits.call_timeout_ms)),
+        operation_timeouts: entry
+            .operation_timeouts
+            .iter()
+            .map(|(op, ms)| (op.clone(), Duration::from_millis(*ms)))
+            .collect(),
+        warm_instances,
+        max_output_bytes: limits.max_output_bytes as usize,
+    };
+    Ok(PluginSource {
+        name: name.to_owned(),
+        manifest,
+        component,
+        grants: entry.grants,
+        settings,
+        origin,
+    })
+}
+
+/// A grant the plugin's manifest did not ask for works, but the operator
+/// should know: the plugin's author did not expect it.
+fn warn_unrequested(name: &str, grants: &GrantSet, manifest: &PluginManifest) {
+    let asked = &manifest.capabilities;
+    let mut extra = Vec::new();
+    if grants.kv && !asked.kv {
+        extra.push("kv");
+    }
+    if grants.docker.is_some() && !asked.docker {
+        extra.push("docker");
+    }
+    if !grants.vault.is_empty() && asked.vault.is_empty() {
+        extra.push("vault");
+    }
+    if !extra.is_empty() {
+        tracing::warn!(
+            plugin = name,
+            grants = %extra.join(", "),
+            "granted capabilities its plugin.toml does not ask for"
+        );
+    }
+}
+
+type Loaded = (PluginManifest, Cow<'static, [u8]>, String);
+
+fn bundled(file: &File, name: &str) -> Result<Loaded, ConfigError> {
+    let Some(bundled) = BUNDLED.iter().find(|b| b.name == name) else {
+        let known: Vec<&str> = BUNDLED.iter().map(|b| b.name).collect();
+        return Err(file.invalid(
+            format!("plugins.{name}"),
+            format!(
+                "is unknown: no plugin of that name is bundled with this host (bundled: {})",
+                known.join(", ")
+            ),
+            "set `path` to the directory holding its plugin.toml and .wasm",
+        ));
+    };
+    let manifest_file = File(format!("plugins/{name}/plugin.toml (bundled)"));
+    let manifest = manifest(&manifest_file, name, bundled.manifest)?;
+    Ok((
+        manifest,
+        Cow::Borrowed(bundled.component),
+        "bundled".to_owned(),
+    ))
+}
+
+/// Loads `<dir>/plugin.toml` and `<dir>/<name>.wasm`.
+fn from_dir(file: &File, name: &str, dir: &Path) -> Result<Loaded, ConfigError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| {
+            file.invalid(
+                format!("plugins.{name}.path"),
+                format!("is unusable: cannot read {}: {e}", path.display()),
+                "point `path` at the directory holding its plugin.toml and .wasm",
+            )
+        })
+    };
+    let manifest_path = dir.join("plugin.toml");
+    let text = read(&manifest_path)?;
+    let manifest_file = File::of(&manifest_path);
+    let text = String::from_utf8(text)
+        .map_err(|_| manifest_file.invalid("the file", "is not UTF-8", "save it as UTF-8 text"))?;
+    let manifest = manifest(&manifest_file, name, &text)?;
+    let component = read(&dir.join(format!("{name}.wasm")))?;
+    Ok((manifest, Cow::Owned(component), dir.display().to_string()))
+}
+
+/// Parses a plugin's manifest and checks it names the plugin.
+fn manifest(file: &File, name: &str, text: &str) -> Result<PluginManifest, ConfigError> {
+    let manifest = PluginManifest::parse(text).map_err(|e| ConfigError::Manifest {
+        file: file.0.clone(),
+        message: e.to_string(),
+    })?;
+    let namespace = manifest.namespace();
+    if RESERVED_NAMESPACES.contains(&namespace) {
+        return Err(file.invalid(
+            "namespace",
+            format!(
+                "`{namespace}` is reserved for the node's own operations (/node/{namespace}/*)"
+            ),
+            "choose another namespace",
+        ));
+    }
+    if manifest.name != name {
+        return Err(file.invalid(
+            "name",
+            format!(
+                "is `{}`, but the plugin is loaded as `{name}`",
+                manifest.name
+            ),
+            format!("use that name in [plugins.{}] of stack.toml", manifest.name),
+        ));
+    }
+    Ok(manifest)
+}

@@ -1,0 +1,348 @@
+//! The OperationEnv: the node's routing table, its plugins, its native
+//! operations, and the one pipeline every call goes through.
+//!
+//! Whatever door a call came in by — a local client on the socket, a peer
+//! over the mesh, a plugin through `env`, and next the HTTP gateway and the
+//! MCP server — it is a [`CallRequest`] handed to [`Node::call`] (through
+//! the [`OperationEnv`] trait), which routes it, checks access for its
+//! [`Origin`](crate::call::Origin), sets its deadline and depth, dispatches
+//! it to a plugin, a native operation or a peer, and returns the response
+//! envelope ([`pipeline`]). [`serve`] is the loop every door runs around
+//! it to forward a subscription's events before the reply.
+//!
+//! It imports the runtime and the capabilities below it, and reaches peers
+//! only through [`PeerNetwork`]; it knows no socket, frame or QUIC stream.
+
+pub mod native;
+pub mod peers;
+mod pipeline;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use hearth_registry::{CallError, ErrorCode, LimitsSection, Owner, ResponseEnvelope, RoutingTable};
+
+use crate::call::{BoxFuture, CallRequest, EventSink, OperationEnv};
+use crate::capabilities::docker::DockerEngine;
+use crate::capabilities::kv::KvStore;
+use crate::config::{NodeConfig, PluginSource};
+use crate::runtime::{LoadedPlugin, Resources, Runtime};
+use crate::vault::Vault;
+
+pub use peers::{NoPeers, PeerCall, PeerNetwork};
+
+/// Events of one subscription buffered before the plugin waits.
+const EVENT_QUEUE: usize = 64;
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The vault file is unreadable.
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    /// A directory could not be created.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error(transparent)]
+    Kv(#[from] crate::capabilities::kv::KvOpenError),
+    /// The engine or a plugin failed.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    /// Two operations share a path.
+    #[error(transparent)]
+    Routing(#[from] hearth_registry::RoutingError),
+}
+
+/// A running node.
+pub struct Node {
+    name: String,
+    routes: RoutingTable,
+    native: native::NativeTable,
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    runtime: Runtime,
+    resources: Arc<Resources>,
+    vault: Arc<Vault>,
+    peers: OnceLock<Arc<dyn PeerNetwork>>,
+    limits: LimitsSection,
+    started: Instant,
+    this: Weak<Node>,
+    calls: CallsInFlight,
+}
+
+/// Calls from outside the node that are running, for draining at shutdown.
+#[derive(Default)]
+struct CallsInFlight {
+    count: AtomicUsize,
+    draining: AtomicBool,
+    idle: tokio::sync::Notify,
+}
+
+/// Counts one call from outside while it runs.
+struct InFlight<'a>(&'a CallsInFlight);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Node {
+    /// Opens the data directory, loads every plugin and builds the table.
+    pub async fn start(config: &NodeConfig) -> Result<Arc<Node>, StartError> {
+        crate::config::create_private_dir(&config.data_dir).map_err(|source| StartError::Io {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let kv = KvStore::open(&config.data_dir.join("node.db"))?;
+        let vault = Arc::new(Vault::open(config.vault_file())?);
+        let runtime = Runtime::new(
+            config.cache_dir.clone(),
+            config.engine_limits(),
+            crate::capabilities::add_to_linker,
+        )?;
+        let mut plugins = BTreeMap::new();
+        for source in &config.plugins {
+            let plugin = load_plugin(&runtime, source).await?;
+            tracing::info!(
+                plugin = %plugin.name,
+                version = %plugin.manifest.version,
+                operations = plugin.specs.len(),
+                cache = ?plugin.cache,
+                origin = %plugin.origin,
+                "plugin loaded"
+            );
+            plugins.insert(plugin.name.clone(), Arc::new(plugin));
+        }
+        let native = native::NativeTable::new();
+        let mut routes = RoutingTable::new();
+        for spec in native.specs() {
+            routes.insert(spec, Owner::Native)?;
+        }
+        for plugin in plugins.values() {
+            for spec in &plugin.specs {
+                routes.insert(spec.clone(), Owner::Plugin(plugin.name.clone()))?;
+            }
+        }
+        let node = Arc::new_cyclic(|this: &Weak<Node>| {
+            let mut resources = Resources::default();
+            let env: Weak<dyn OperationEnv> = this.clone();
+            resources.insert(crate::capabilities::env::handle(env));
+            resources.insert(Arc::new(kv));
+            resources.insert(vault.clone());
+            resources.insert(Arc::new(DockerEngine::new(
+                config.docker_socket.clone(),
+                &config.name,
+            )));
+            Node {
+                name: config.name.clone(),
+                routes,
+                native,
+                plugins,
+                runtime,
+                resources: Arc::new(resources),
+                vault,
+                peers: OnceLock::new(),
+                limits: config.limits.clone(),
+                started: Instant::now(),
+                this: this.clone(),
+                calls: CallsInFlight::default(),
+            }
+        });
+        Ok(node)
+    }
+
+    /// Connects the node to its peers; calls to other nodes fail with
+    /// `not-found` until then. Set once, by `serve`.
+    pub fn attach_peers(&self, peers: Arc<dyn PeerNetwork>) {
+        let _ = self.peers.set(peers);
+    }
+
+    /// The other nodes this node knows.
+    pub fn peers(&self) -> &dyn PeerNetwork {
+        match self.peers.get() {
+            Some(peers) => peers.as_ref(),
+            None => &NoPeers,
+        }
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &RoutingTable {
+        &self.routes
+    }
+
+    /// The loaded plugins, by name.
+    pub fn plugins(&self) -> &BTreeMap<String, Arc<LoadedPlugin>> {
+        &self.plugins
+    }
+
+    /// The vault.
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    /// The plugin runtime (benchmarks call it directly).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// What the capabilities serve plugins from (benchmarks call the
+    /// runtime directly with it).
+    pub fn resources(&self) -> &Arc<Resources> {
+        &self.resources
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &LimitsSection {
+        &self.limits
+    }
+
+    /// How long the node has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Refuses new calls from outside with `unavailable` and waits until
+    /// the calls in flight finish or `deadline` passes; returns how many
+    /// were still running.
+    pub async fn drain(&self, deadline: Instant) -> usize {
+        self.calls.draining.store(true, Ordering::Release);
+        loop {
+            let idle = self.calls.idle.notified();
+            let running = self.calls.count.load(Ordering::Acquire);
+            if running == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline.into(), idle)
+                .await
+                .is_err()
+            {
+                return self.calls.count.load(Ordering::Acquire);
+            }
+        }
+    }
+
+    /// Admits a call from outside unless the node is draining.
+    fn admit(&self) -> Result<InFlight<'_>, CallError> {
+        self.calls.count.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight(&self.calls);
+        if self.calls.draining.load(Ordering::Acquire) {
+            return Err(CallError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "node `{}` is shutting down; retry on another node or after it restarts",
+                    self.name
+                ),
+            ));
+        }
+        Ok(guard)
+    }
+}
+
+impl OperationEnv for Node {
+    fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    fn limits(&self) -> &LimitsSection {
+        &self.limits
+    }
+
+    fn call(&self, request: CallRequest) -> BoxFuture<Result<ResponseEnvelope, CallError>> {
+        // The future must not borrow `self`: a plugin's nested call holds
+        // it while the node may be shutting down. The env handle is weak,
+        // and a front door holds the node strongly while it serves.
+        let node = self.this();
+        Box::pin(async move {
+            match node {
+                Some(node) => node.run(request).await,
+                None => Err(CallError::new(
+                    ErrorCode::Unavailable,
+                    "the node is shutting down",
+                )),
+            }
+        })
+    }
+}
+
+impl Node {
+    /// A strong handle on this node, while it runs.
+    fn this(&self) -> Option<Arc<Node>> {
+        self.this.upgrade()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // The mesh's tasks hold its endpoint; without this a dropped node
+        // (tests, benches, embedders) would keep its UDP port and dialers.
+        self.peers().close();
+    }
+}
+
+/// What became of a call a front door served.
+#[derive(Debug)]
+pub enum Served {
+    /// The call finished (its events were all delivered first).
+    Done(Result<ResponseEnvelope, CallError>),
+    /// The caller stopped receiving events; the call was dropped.
+    Abandoned,
+}
+
+/// Runs `request` through the pipeline of `env`, delivering a
+/// subscription's events to `sink` in order and all before the result.
+/// Every front door serves calls through this one function.
+pub async fn serve(
+    env: &dyn OperationEnv,
+    mut request: CallRequest,
+    sink: &mut impl EventSink,
+) -> Served {
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<String>(EVENT_QUEUE);
+    request.events = Some(events_tx);
+    let call = env.call(request);
+    tokio::pin!(call);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            Some(payload) = events_rx.recv() => {
+                if !sink.emit(payload).await {
+                    return Served::Abandoned;
+                }
+            }
+            outcome = &mut call => break outcome,
+        }
+    };
+    while let Ok(payload) = events_rx.try_recv() {
+        if !sink.emit(payload).await {
+            return Served::Abandoned;
+        }
+    }
+    Served::Done(outcome)
+}
+
+async fn load_plugin(runtime: &Runtime, source: &PluginSource) -> Result<LoadedPlugin, StartError> {
+    Ok(runtime
+        .load(
+            &source.name,
+            source.manifest.clone(),
+            source.grants.clone(),
+            source.settings.clone(),
+            &source.component,
+            source.origin.clone(),
+        )
+        .await?)
+}

@@ -1,0 +1,374 @@
+//! `/node/host/*`: what the node says about itself.
+
+use std::collections::BTreeMap;
+
+use hearth_registry::CallError;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Empty, NativeOp};
+use crate::ops::Node;
+use crate::ops::peers::{MeshVersion, PeerState, PeerStatus};
+
+/// The WIT package plugins are built against.
+pub const WIT_PACKAGE: &str = "hearth:node@0.1.0";
+
+/// Output of `/node/host/ping`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NodeStatus {
+    /// The node's name.
+    pub node: String,
+    /// The `host` version.
+    pub version: String,
+    /// Milliseconds since the node started.
+    pub uptime_ms: u64,
+}
+
+/// `/node/host/ping`.
+pub struct Ping;
+
+impl NativeOp for Ping {
+    type Input = Empty;
+    type Output = NodeStatus;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "ping";
+    const DESCRIPTION: &'static str = "Check the node is up; returns its name, version and uptime.";
+
+    async fn run(node: &Node, _: Empty) -> Result<NodeStatus, CallError> {
+        Ok(NodeStatus {
+            node: node.name().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_ms: node.uptime().as_millis() as u64,
+        })
+    }
+}
+
+/// Input and output of `/node/host/echo`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EchoMessage {
+    /// The message.
+    pub msg: String,
+}
+
+/// `/node/host/echo`.
+pub struct Echo;
+
+impl NativeOp for Echo {
+    type Input = EchoMessage;
+    type Output = EchoMessage;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "echo";
+    const DESCRIPTION: &'static str = "Reply with the message, natively: /node/echo/ping without a plugin, to measure the transport.";
+
+    async fn run(_: &Node, input: EchoMessage) -> Result<EchoMessage, CallError> {
+        Ok(input)
+    }
+}
+
+/// Output of `/node/host/version`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct VersionInfo {
+    /// The node's name.
+    pub node: String,
+    /// The `host` version.
+    pub version: String,
+    /// The WIT package plugins are built against.
+    pub wit: String,
+    /// The Unix-socket protocol.
+    pub protocol: u32,
+    /// The mesh protocol and this node's features.
+    pub mesh: MeshVersion,
+    /// Features negotiated with each connected peer.
+    pub negotiated: BTreeMap<String, Vec<String>>,
+}
+
+/// `/node/host/version`.
+pub struct Version;
+
+impl NativeOp for Version {
+    type Input = Empty;
+    type Output = VersionInfo;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "version";
+    const DESCRIPTION: &'static str =
+        "Versions of the node, its WIT package and its wire protocol.";
+
+    async fn run(node: &Node, _: Empty) -> Result<VersionInfo, CallError> {
+        let peers = node.peers();
+        Ok(VersionInfo {
+            node: node.name().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            wit: WIT_PACKAGE.to_owned(),
+            protocol: hearth_protocol::socket::PROTOCOL_VERSION,
+            mesh: peers.version(),
+            negotiated: peers
+                .status()
+                .into_iter()
+                .filter(|p| p.state == PeerState::Connected)
+                .map(|p| (p.name, p.features))
+                .collect(),
+        })
+    }
+}
+
+/// One entry of `/node/host/ops`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OpEntry {
+    /// `/node/<namespace>/<name>`.
+    pub path: String,
+    /// `query`, `mutation` or `subscription`.
+    pub kind: String,
+    /// `host` or the plugin serving it.
+    pub owner: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its input.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of its output.
+    pub output_schema: serde_json::Value,
+    /// Scopes a caller must hold.
+    pub scopes: Vec<String>,
+}
+
+/// `/node/host/ops`.
+pub struct Ops;
+
+impl NativeOp for Ops {
+    type Input = Empty;
+    type Output = Vec<OpEntry>;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "ops";
+    const DESCRIPTION: &'static str = "Every operation this node serves, with kind and schemas.";
+    const SCOPES: &'static [&'static str] = &["host:read"];
+
+    async fn run(node: &Node, _: Empty) -> Result<Vec<OpEntry>, CallError> {
+        Ok(node
+            .routes()
+            .iter()
+            .map(|route| OpEntry {
+                path: route.spec.path.to_string(),
+                kind: route.spec.kind.as_str().to_owned(),
+                owner: route.owner.to_string(),
+                description: route.spec.description.clone(),
+                input_schema: route.spec.input_schema.clone(),
+                output_schema: route.spec.output_schema.clone(),
+                scopes: route.spec.scopes.clone(),
+            })
+            .collect())
+    }
+}
+
+/// One entry of `/node/host/plugins`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PluginEntry {
+    /// Its name in `stack.toml`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// One line about it.
+    pub description: String,
+    /// Where its operations live.
+    pub namespace: String,
+    /// `bundled` or the directory it came from.
+    pub origin: String,
+    /// SHA-256 of the component.
+    pub component_sha256: String,
+    /// `hit` when the precompiled cache served it at startup.
+    pub cache: String,
+    /// Its operations' paths.
+    pub operations: Vec<String>,
+    /// What the operator granted it.
+    pub grants: GrantsInfo,
+    /// What its manifest asks for.
+    pub requested: RequestedInfo,
+    /// How it runs.
+    pub limits: PluginLimits,
+}
+
+/// A plugin's grants, as `host plugins` shows them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GrantsInfo {
+    /// Its own kv namespace.
+    pub kv: bool,
+    /// Operations it may call.
+    pub env: Vec<String>,
+    /// Vault path prefixes it may use.
+    pub vault: Vec<String>,
+    /// The docker policy, when granted.
+    pub docker: Option<serde_json::Value>,
+}
+
+/// What a plugin's manifest asks for (asking grants nothing).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RequestedInfo {
+    /// A kv namespace.
+    pub kv: bool,
+    /// Operations to call.
+    pub env: Vec<String>,
+    /// Vault path prefixes.
+    pub vault: Vec<String>,
+    /// The Docker engine.
+    pub docker: bool,
+}
+
+/// A plugin's limits, as `host plugins` shows them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PluginLimits {
+    /// Linear memory per instance.
+    pub memory_mib: usize,
+    /// Deadline of its operations.
+    pub timeout_ms: u64,
+    /// Per-operation deadlines.
+    pub operation_timeouts_ms: BTreeMap<String, u64>,
+    /// Warm instances kept; 0 means a fresh instance per call.
+    pub warm_instances: u32,
+    /// Warm instances idle now.
+    pub warm_idle: usize,
+}
+
+/// `/node/host/plugins`.
+pub struct Plugins;
+
+impl NativeOp for Plugins {
+    type Input = Empty;
+    type Output = Vec<PluginEntry>;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "plugins";
+    const DESCRIPTION: &'static str = "Loaded plugins with versions and grants.";
+    const SCOPES: &'static [&'static str] = &["host:read"];
+
+    async fn run(node: &Node, _: Empty) -> Result<Vec<PluginEntry>, CallError> {
+        Ok(node
+            .plugins()
+            .values()
+            .map(|p| {
+                let requested = &p.manifest.capabilities;
+                PluginEntry {
+                    name: p.name.clone(),
+                    version: p.manifest.version.clone(),
+                    description: p.manifest.description.clone(),
+                    namespace: p.manifest.namespace().to_owned(),
+                    origin: p.origin.clone(),
+                    component_sha256: p.component_sha256.clone(),
+                    cache: match p.cache {
+                        crate::runtime::CacheOutcome::Hit => "hit",
+                        crate::runtime::CacheOutcome::Miss => "miss",
+                    }
+                    .to_owned(),
+                    operations: p.specs.iter().map(|s| s.path.to_string()).collect(),
+                    grants: GrantsInfo {
+                        kv: p.grants.kv,
+                        env: p.grants.env.iter().map(ToString::to_string).collect(),
+                        vault: p.grants.vault.iter().map(ToString::to_string).collect(),
+                        docker: p
+                            .grants
+                            .docker
+                            .as_ref()
+                            .and_then(|d| serde_json::to_value(d).ok()),
+                    },
+                    requested: RequestedInfo {
+                        kv: requested.kv,
+                        env: requested.env.iter().map(ToString::to_string).collect(),
+                        vault: requested.vault.iter().map(ToString::to_string).collect(),
+                        docker: requested.docker,
+                    },
+                    limits: PluginLimits {
+                        memory_mib: p.settings.memory_bytes >> 20,
+                        timeout_ms: p.settings.timeout.as_millis() as u64,
+                        operation_timeouts_ms: p
+                            .settings
+                            .operation_timeouts
+                            .iter()
+                            .map(|(op, t)| (op.clone(), t.as_millis() as u64))
+                            .collect(),
+                        warm_instances: p.settings.warm_instances,
+                        warm_idle: crate::runtime::Runtime::warm_idle(p),
+                    },
+                }
+            })
+            .collect())
+    }
+}
+
+/// Output of `/node/host/peers`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PeerList {
+    /// This node's name.
+    pub node: String,
+    /// Where this node accepts peers, if it does.
+    pub listen: Option<String>,
+    /// Every configured peer.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// `/node/host/peers`.
+pub struct Peers;
+
+impl NativeOp for Peers {
+    type Input = Empty;
+    type Output = PeerList;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "peers";
+    const DESCRIPTION: &'static str =
+        "Every configured peer: state, round-trip time, negotiated features, last error.";
+    const SCOPES: &'static [&'static str] = &["host:read"];
+
+    async fn run(node: &Node, _: Empty) -> Result<PeerList, CallError> {
+        let peers = node.peers();
+        Ok(PeerList {
+            node: node.name().to_owned(),
+            listen: peers.listen_addr().map(|a| a.to_string()),
+            peers: peers.status(),
+        })
+    }
+}
+
+/// Output of `/node/host/id`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct IdentityInfo {
+    /// The ed25519 public key, hex.
+    pub public_key: String,
+    /// `sha256:` fingerprint of the key.
+    pub fingerprint: String,
+    /// True when random for this process (no vault).
+    pub ephemeral: bool,
+    /// The derivation path, when from a vault.
+    pub path: Option<String>,
+    /// The node's name, as peers should address it.
+    pub node: Option<String>,
+    /// Where peers should dial it, when it accepts peers.
+    pub address: Option<String>,
+}
+
+impl IdentityInfo {
+    /// The vault's identity, without the node's name and address.
+    pub fn of(id: crate::vault::NodeIdentity) -> Self {
+        IdentityInfo {
+            public_key: id.public_key,
+            fingerprint: id.fingerprint,
+            ephemeral: id.ephemeral,
+            path: id.path,
+            node: None,
+            address: None,
+        }
+    }
+}
+
+/// `/node/host/id`.
+pub struct Id;
+
+impl NativeOp for Id {
+    type Input = Empty;
+    type Output = IdentityInfo;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "id";
+    const DESCRIPTION: &'static str = "The node's public identity key and fingerprint.";
+
+    async fn run(node: &Node, _: Empty) -> Result<IdentityInfo, CallError> {
+        let mut id = IdentityInfo::of(node.vault().identity());
+        id.node = Some(node.name().to_owned());
+        id.address = node.peers().advertised_address();
+        Ok(id)
+    }
+}

@@ -1,0 +1,201 @@
+//! Native operations: what the node itself serves, under `/node/host/*`
+//! and `/node/vault/*`.
+//!
+//! Each is a type implementing [`NativeOp`] — typed input and output, spec
+//! and handler in one place — listed once in [`NativeTable::new`]. The
+//! CLI's `ops`, `plugins`, `peers`, `version`, `id` and `vault` commands are
+//! calls to these, so any client sees exactly what the CLI sees; the output
+//! types are public so the CLI prints from them.
+
+pub mod host;
+pub mod vault;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use hearth_registry::{CallError, ErrorCode, OpKind, OperationPath, OperationSpec, SpecError};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Node;
+
+/// One native operation.
+pub trait NativeOp: 'static {
+    /// Its input, validated against the derived schema before `run`.
+    type Input: DeserializeOwned + JsonSchema + Send;
+    /// Its output.
+    type Output: Serialize + JsonSchema;
+    /// `host` or `vault`.
+    const NAMESPACE: &'static str;
+    /// The operation's name.
+    const NAME: &'static str;
+    /// Query, mutation or subscription.
+    const KIND: OpKind = OpKind::Query;
+    /// One line for `host ops`.
+    const DESCRIPTION: &'static str;
+    /// Scopes a caller must hold.
+    const SCOPES: &'static [&'static str] = &[];
+    /// True when the input holds a secret: validation errors name the
+    /// field but never echo the value.
+    const SECRET_INPUT: bool = false;
+
+    /// Runs the operation.
+    fn run(
+        node: &Node,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, CallError>> + Send;
+}
+
+/// A native handler with its types erased.
+type Handler = for<'a> fn(
+    &'a Node,
+    serde_json::Value,
+) -> Pin<
+    Box<dyn Future<Output = Result<serde_json::Value, CallError>> + Send + 'a>,
+>;
+
+struct Entry {
+    spec: OperationSpec,
+    secret_input: bool,
+    handle: Handler,
+}
+
+/// Every native operation, by path.
+pub struct NativeTable {
+    entries: HashMap<OperationPath, Entry>,
+}
+
+/// No input.
+#[derive(Debug, Clone, Copy, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+fn erased<Op: NativeOp>(
+    node: &Node,
+    input: serde_json::Value,
+) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, CallError>> + Send + '_>>
+where
+    Op::Output: Send,
+{
+    Box::pin(async move {
+        let input: Op::Input = serde_json::from_value(input).map_err(|e| {
+            let detail = if Op::SECRET_INPUT {
+                "details withheld: this input holds a secret".to_owned()
+            } else {
+                e.to_string()
+            };
+            CallError::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "input to `/node/{}/{}` is not valid: {detail}",
+                    Op::NAMESPACE,
+                    Op::NAME
+                ),
+            )
+        })?;
+        let output = Op::run(node, input).await?;
+        serde_json::to_value(output)
+            .map_err(|e| CallError::new(ErrorCode::Failed, format!("cannot encode output: {e}")))
+    })
+}
+
+fn entry<Op: NativeOp>() -> Result<Entry, SpecError>
+where
+    Op::Output: Send,
+{
+    let input = schemars::schema_for!(Op::Input).as_value().to_string();
+    let output = schemars::schema_for!(Op::Output).as_value().to_string();
+    let scopes = Op::SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    let spec = OperationSpec::from_parts(
+        Op::NAMESPACE,
+        Op::NAME,
+        Op::KIND,
+        Op::DESCRIPTION,
+        &input,
+        &output,
+        scopes,
+    )?;
+    Ok(Entry {
+        spec,
+        secret_input: Op::SECRET_INPUT,
+        handle: erased::<Op>,
+    })
+}
+
+impl NativeTable {
+    /// The table of every native operation.
+    pub fn new() -> Self {
+        let entries = [
+            entry::<host::Ping>(),
+            entry::<host::Echo>(),
+            entry::<host::Version>(),
+            entry::<host::Ops>(),
+            entry::<host::Plugins>(),
+            entry::<host::Peers>(),
+            entry::<host::Id>(),
+            entry::<vault::Status>(),
+            entry::<vault::Unlock>(),
+            entry::<vault::Lock>(),
+        ];
+        let entries = entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Ok(entry) => Some((entry.spec.path.clone(), entry)),
+                // Derived schemas always form valid specs; a unit test
+                // checks every entry.
+                Err(err) => {
+                    tracing::error!(error = %err, "a native operation's spec is invalid");
+                    None
+                }
+            })
+            .collect();
+        NativeTable { entries }
+    }
+
+    /// The specs to route.
+    pub fn specs(&self) -> impl Iterator<Item = OperationSpec> + '_ {
+        self.entries.values().map(|e| e.spec.clone())
+    }
+
+    /// True when the operation at `path` takes a secret.
+    pub fn has_secret_input(&self, path: &OperationPath) -> bool {
+        self.entries.get(path).is_some_and(|e| e.secret_input)
+    }
+
+    /// Runs the native operation at `path` with validated `input`.
+    pub async fn handle(
+        &self,
+        node: &Node,
+        path: &OperationPath,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, CallError> {
+        let entry = self.entries.get(path).ok_or_else(|| {
+            CallError::new(
+                ErrorCode::NotFound,
+                format!("no native operation at `{path}`"),
+            )
+        })?;
+        (entry.handle)(node, input).await
+    }
+}
+
+impl Default for NativeTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_native_operation_has_a_valid_spec() {
+        let table = NativeTable::new();
+        assert_eq!(table.entries.len(), 10);
+        assert!(table.has_secret_input(&"/node/vault/unlock".parse().unwrap()));
+        assert!(!table.has_secret_input(&"/node/host/ping".parse().unwrap()));
+    }
+}
