@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# (Re)creates the fuzz seed corpora from the repository's golden files:
-# the broken and good stack.toml files, every plugin.toml, the pinned frame
-# bytes of the protocol tests, and a vault record. Idempotent.
+# Seeds the fuzz corpora from the repository's golden files: the broken and
+# good stack.toml files, every plugin.toml, the pinned frame bytes of the
+# protocol tests, and a vault record. Idempotent; adds to what a corpus
+# directory already holds (CI keeps one across runs).
+#
+#   fuzz/seed-corpus.sh [CORPUS_DIR]     (default: fuzz/corpus)
 set -euo pipefail
+out="$(realpath -m "${1:-$(dirname "$0")/corpus}")"
 cd "$(dirname "$0")"
 root=..
-mkdir -p corpus/{stack_toml,plugin_toml,socket_frames,mesh_frames,mesh_handshake,vault_file}
-cp "$root"/examples/*.toml corpus/stack_toml/
+mkdir -p "$out"/{stack_toml,plugin_toml,socket_frames,mesh_frames,mesh_handshake,vault_file}
+cp "$root"/examples/*.toml "$out"/stack_toml/
 for f in "$root"/host/tests/config-errors/stack/*.toml; do
-    cp "$f" "corpus/stack_toml/golden-$(basename "$f")"
+    cp "$f" "$out/stack_toml/golden-$(basename "$f")"
 done
 for f in "$root"/plugins/*/plugin.toml "$root"/plugins/testing/*/plugin.toml \
          "$root"/host/tests/config-errors/plugins/*/plugin.toml; do
-    cp "$f" "corpus/plugin_toml/$(basename "$(dirname "$f")").toml"
+    cp "$f" "$out/plugin_toml/$(basename "$(dirname "$f")").toml"
 done
-python3 - <<'PY'
+OUT="$out" python3 - <<'PY'
 import os
+os.chdir(os.environ["OUT"])
 def framed(hexes):
     out = b""
     for h in hexes:
@@ -29,7 +34,7 @@ socket = {
                     "0200020178", "0303027b7d"],
 }
 for name, hexes in socket.items():
-    open(f"corpus/socket_frames/{name}", "wb").write(framed(hexes))
+    open(f"socket_frames/{name}", "wb").write(framed(hexes))
 mesh = {
     "call": "00062f6e2f652f70027b7d000101720300",
     "cancel": "01",
@@ -38,10 +43,10 @@ mesh = {
     "refused": "02090178",
 }
 for name, h in mesh.items():
-    open(f"corpus/mesh_frames/{name}", "wb").write(bytes.fromhex(h))
+    open(f"mesh_frames/{name}", "wb").write(bytes.fromhex(h))
 hello = ("02" "0168" "0176" "01" "0563616c6c73" "00" "04" "0563616c6c73"
          "0663616e63656c" "09646561646c696e6573" "066576656e7473")
-open("corpus/mesh_handshake/hello", "wb").write(bytes.fromhex(hello))
+open("mesh_handshake/hello", "wb").write(bytes.fromhex(hello))
 record = """{
   "scheme": 1,
   "kind": "seed",
@@ -54,6 +59,6 @@ record = """{
   "ciphertext": "%s"
 }
 """ % ("ab" * 32, "00" * 80)
-open("corpus/vault_file/record.json", "w").write(record)
+open("vault_file/record.json", "w").write(record)
 PY
-echo "seed corpora: $(find corpus -type f | wc -l) files"
+echo "seed corpora in $out: $(find "$out" -type f | wc -l) files"

@@ -53,10 +53,21 @@ fn known_names() -> String {
     KNOWN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
-/// The reason a connection cannot go on.
+/// The reason a connection cannot go on: what each side lacks of what the
+/// other requires. Both sides compute the same value from the two hellos,
+/// whichever way round, so both operators read the same reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{lacking} lacks required feature(s) {} (required by {requiring})", list(.missing))]
+#[error("{}", .lacks.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct Mismatch {
+    /// One entry per side that lacks something, ordered by the lacking
+    /// side's name.
+    pub lacks: Vec<Lack>,
+}
+
+/// One side's missing features.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, thiserror::Error)]
+#[error("{lacking} lacks required feature(s) {} (required by {requiring})", list(.missing))]
+pub struct Lack {
     /// The side that lacks them.
     pub lacking: String,
     /// The side that requires them.
@@ -120,21 +131,22 @@ impl Features {
         let missing = |needs: &Features, has: &Features| -> Vec<String> {
             needs.required.difference(&has.supported).cloned().collect()
         };
-        let they_lack = missing(ours, theirs);
-        if !they_lack.is_empty() {
-            return Err(Mismatch {
-                lacking: them.to_owned(),
-                requiring: us.to_owned(),
-                missing: they_lack,
-            });
-        }
-        let we_lack = missing(theirs, ours);
-        if !we_lack.is_empty() {
-            return Err(Mismatch {
-                lacking: us.to_owned(),
-                requiring: them.to_owned(),
-                missing: we_lack,
-            });
+        let mut lacks: Vec<Lack> = [
+            (them, us, missing(ours, theirs)),
+            (us, them, missing(theirs, ours)),
+        ]
+        .into_iter()
+        .filter(|(_, _, missing)| !missing.is_empty())
+        .map(|(lacking, requiring, missing)| Lack {
+            lacking: lacking.to_owned(),
+            requiring: requiring.to_owned(),
+            missing,
+        })
+        .collect();
+        if !lacks.is_empty() {
+            // The same order on both sides, whichever is `us`.
+            lacks.sort();
+            return Err(Mismatch { lacks });
         }
         let wanted: BTreeSet<&String> = ours
             .required
@@ -186,6 +198,21 @@ mod tests {
         assert_eq!(
             from_head.to_string(),
             "worker-2 lacks required feature(s) `events` (required by head)"
+        );
+    }
+
+    #[test]
+    fn when_both_sides_lack_something_both_name_both_lacks_alike() {
+        // Found by the mesh_handshake fuzz target: each side used to report
+        // only what the other lacked.
+        let a = Features::configured(&strings(&[CALLS, EVENTS]), &[], &strings(&[CANCEL])).unwrap();
+        let b = Features::configured(&strings(&[CALLS, CANCEL]), &[], &strings(&[EVENTS])).unwrap();
+        let from_a = Features::negotiate("a", &a, "b", &b).unwrap_err();
+        let from_b = Features::negotiate("b", &b, "a", &a).unwrap_err();
+        assert_eq!(from_a, from_b);
+        assert_eq!(
+            from_a.to_string(),
+            "a lacks required feature(s) `cancel` (required by b); b lacks required feature(s) `events` (required by a)"
         );
     }
 

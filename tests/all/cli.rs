@@ -240,3 +240,31 @@ fn kv_values_survive_kill_9() {
         .ok_json();
     assert!(out["value"].is_null());
 }
+
+#[test]
+fn ops_shows_each_field_with_type_and_whether_it_is_required() {
+    let node = TestNode::start();
+    let text = node.cli(&["ops"]).stdout();
+    let block: Vec<&str> = text
+        .split("\n/")
+        .find(|b| b.starts_with("node/host/echo ") || b.starts_with("/node/host/echo "))
+        .expect("the native echo is listed")
+        .lines()
+        .collect();
+    assert!(
+        block
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["msg", "string", "required", "The", "message."]),
+        "{block:?}"
+    );
+    // The raw schemas stay available.
+    let ops = node.cli(&["ops", "--json"]).ok_json();
+    let echo = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"] == "/node/host/echo")
+        .unwrap();
+    assert_eq!(echo["input_schema"]["required"], serde_json::json!(["msg"]));
+}

@@ -192,3 +192,39 @@ fn plugins_load_from_a_directory() {
         "dir"
     );
 }
+
+#[test]
+fn a_config_error_is_printed_once_naming_file_key_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let serve = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(host_bin())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("HEARTH_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = serve("[node\nname = \"head\"\n");
+    assert_eq!(err.matches("unclosed table").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("{}:1:6:", path.display())),
+        "file, line and column: {err}"
+    );
+    assert!(err.contains("fix the TOML syntax there"), "{err}");
+
+    let err = serve("[limits]\nmemory_mib = 0\n");
+    assert_eq!(err.matches("out of range").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: limits.memory_mib is 0, out of range; set it between 1 and 4096",
+            path.display()
+        )),
+        "{err}"
+    );
+    // Nothing was created for a node that did not start.
+    assert!(!dir.path().join("data").join("node.db").exists());
+}

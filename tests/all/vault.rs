@@ -228,6 +228,36 @@ fn locked_vaults_refuse_and_unlock_and_grants_hold() {
 }
 
 #[test]
+fn unlocking_an_unlocked_vault_still_checks_the_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let node = TestNode::start_in_with_env(dir, &[("HEARTH_PASSPHRASE", PASSPHRASE)]);
+    assert!(node.banner.contains("vault unlocked"), "{}", node.banner);
+    let unlock = |passphrase: &str| {
+        Command::new(host_bin())
+            .args(["vault", "unlock", "--socket"])
+            .arg(node.socket())
+            .env("HEARTH_PASSPHRASE", passphrase)
+            .output()
+            .unwrap()
+    };
+    // A wrong passphrase fails, exit 1, even though the vault is unlocked.
+    let wrong = unlock("not the passphrase");
+    assert_eq!(wrong.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("error[denied]"), "{stderr}");
+    assert!(stderr.contains("wrong passphrase"), "{stderr}");
+    assert!(!stderr.contains("not the passphrase"), "{stderr}");
+    // The right one says it already was unlocked.
+    let right = unlock(PASSPHRASE);
+    assert!(right.status.success());
+    let stdout = String::from_utf8_lossy(&right.stdout);
+    assert!(stdout.contains("it already was"), "{stdout}");
+    // The vault stayed unlocked throughout.
+    sign(&node, "m/74'/1'/0'", "m").ok_json();
+}
+
+#[test]
 fn without_a_vault_the_identity_is_ephemeral() {
     let node = TestNode::start();
     assert!(node.banner.contains("ephemeral"), "{}", node.banner);
