@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::call::OperationEnv;
+use crate::call::DynOperationEnv;
 use crate::config::NodeConfig;
 use crate::mesh::Mesh;
 use crate::ops::Node;
@@ -98,11 +98,10 @@ impl Server {
     /// Serves until `shutdown` completes, then drains: new connections and
     /// calls are refused, calls in flight get up to the drain deadline.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let env: Arc<dyn OperationEnv> = self.node.clone();
-        let weak: std::sync::Weak<dyn OperationEnv> = Arc::downgrade(&env);
-        self.mesh.start(weak);
+        let env: Arc<dyn DynOperationEnv> = self.node.clone();
+        self.mesh.start(Arc::downgrade(&env));
         tokio::select! {
-            () = self.socket.serve(env.clone()) => {}
+            () = self.socket.serve(self.node.clone()) => {}
             () = shutdown => {}
         }
         // No new connections: the socket file goes now.

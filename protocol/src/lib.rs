@@ -14,3 +14,24 @@ pub mod features;
 pub mod frame;
 pub mod mesh;
 pub mod socket;
+
+/// Helpers of the golden-byte tests.
+#[cfg(test)]
+mod golden {
+    /// The postcard body of `frame`, as lowercase hex.
+    pub fn hex_of<T: serde::Serialize>(frame: &T) -> String {
+        postcard::to_stdvec(frame)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Bytes from lowercase hex.
+    pub fn hex_bytes(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}

@@ -113,16 +113,9 @@ pub enum ServerFrame {
 mod tests {
     use super::*;
     use crate::frame::{self, read_frame, write_frame};
+    use crate::golden::{hex_bytes, hex_of};
     use crate::socket::WireResponse;
     use hearth_registry::{ErrorCode, Source};
-
-    fn hex_of<T: Serialize>(frame: &T) -> String {
-        postcard::to_stdvec(frame)
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
 
     #[tokio::test]
     async fn hello_round_trips_and_garbage_does_not_decode() {
@@ -212,12 +205,5 @@ mod tests {
         assert!(frame::decode::<CallerFrame>(&body).is_err());
         // A truncated call.
         assert!(frame::decode::<CallerFrame>(&hex_bytes("00062f6e")).is_err());
-    }
-
-    fn hex_bytes(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
     }
 }

@@ -167,14 +167,7 @@ impl From<Result<ResponseEnvelope, CallError>> for WireResult {
 mod tests {
     use super::*;
     use crate::frame::{decode, read_frame, write_frame};
-
-    fn hex_of<T: Serialize>(frame: &T) -> String {
-        postcard::to_stdvec(frame)
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
+    use crate::golden::{hex_bytes, hex_of};
 
     #[tokio::test]
     async fn frames_round_trip() {
@@ -230,11 +223,7 @@ mod tests {
         ];
         for (frame, bytes) in golden {
             assert_eq!(hex_of(&frame), bytes, "{frame:?}");
-            let body: Vec<u8> = (0..bytes.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&bytes[i..i + 2], 16).unwrap())
-                .collect();
-            assert_eq!(decode::<ClientFrame>(&body).unwrap(), frame);
+            assert_eq!(decode::<ClientFrame>(&hex_bytes(bytes)).unwrap(), frame);
         }
     }
 

@@ -15,8 +15,9 @@ const MAX_SUGGESTIONS: usize = 3;
 /// Who serves an operation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Owner {
-    /// The node itself: a native operation.
-    Native,
+    /// The node itself: its native operation number `n` (an index into
+    /// the node's table, so dispatch needs no lookup by path).
+    Native(usize),
     /// A plugin, by its name in `stack.toml`.
     Plugin(String),
 }
@@ -24,7 +25,7 @@ pub enum Owner {
 impl std::fmt::Display for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Owner::Native => f.write_str("host"),
+            Owner::Native(_) => f.write_str("host"),
             Owner::Plugin(name) => f.write_str(name),
         }
     }

@@ -1,14 +1,17 @@
 //! Nodes served in process through `hearth_host::serve`, the entry point
 //! `host serve` uses: shutdown drains calls in flight and refuses new ones.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth_host::client::{CallOptions, Client, ClientError};
 use hearth_host::config::NodeConfig;
+use hearth_host::ops::Node;
 use hearth_host::serve::{Listeners, Server};
-use hearth_registry::ErrorCode;
+use hearth_registry::{CallError, ErrorCode, ResponseEnvelope};
 use hearth_tests::misbehave_plugin_dir;
+use tokio::task::JoinHandle;
 
 fn config(dir: &std::path::Path) -> NodeConfig {
     misbehave_plugin_dir(dir);
@@ -27,47 +30,75 @@ fn config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig::load(Some(&path)).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drains_calls_in_flight_and_refuses_new_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+/// A node served in process with one slow call in flight.
+struct Draining {
+    node: Arc<Node>,
+    socket: PathBuf,
+    client: Arc<Client>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: JoinHandle<()>,
+    slow: JoinHandle<Result<ResponseEnvelope, ClientError>>,
+}
+
+/// Serves a node (with `drain` as its drain deadline) and starts a call
+/// sleeping `ms`; returns once the node is running it.
+async fn serve_with_a_slow_call(dir: &std::path::Path, drain: Duration, ms: u64) -> Draining {
+    let config = config(dir);
     let server = Server::start(&config, Listeners::from_config(&config))
         .await
-        .unwrap();
+        .unwrap()
+        .drain(drain);
+    let node = server.node().clone();
     let socket = server.socket_path().to_owned();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
-
     let client = Arc::new(Client::connect(&socket).await.unwrap());
     let pong = client
         .call("/node/echo/ping", &serde_json::json!({"msg": "up"}))
         .await
         .unwrap();
     assert_eq!(pong.output["msg"], "up");
-
-    // A call that is still running when the shutdown comes.
     let slow = {
         let client = client.clone();
         tokio::spawn(async move {
+            let input = format!(r#"{{"ms":{ms}}}"#);
             client
-                .call_raw(
-                    "/node/misbehave/sleep",
-                    r#"{"ms":4000}"#,
-                    CallOptions::default(),
-                )
+                .call_raw("/node/misbehave/sleep", &input, CallOptions::default())
                 .await
         })
     };
-    // Wait until the node has it: the drain then has something to wait for.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.send(()).unwrap();
+    // The drain must have something to wait for: wait until the node runs it.
+    let started = Instant::now();
+    while node.calls_in_flight() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the call never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Draining {
+        node,
+        socket,
+        client,
+        stop,
+        serving,
+        slow,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_calls_in_flight_and_refuses_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve_with_a_slow_call(dir.path(), Duration::from_secs(30), 2000).await;
+    node.stop.send(()).unwrap();
 
     // New calls on the open connection are refused while it drains.
     let started = Instant::now();
-    let refusal = loop {
-        match client
+    let refusal: CallError = loop {
+        match node
+            .client
             .call("/node/echo/ping", &serde_json::json!({"msg": "late"}))
             .await
         {
@@ -77,7 +108,7 @@ async fn shutdown_drains_calls_in_flight_and_refuses_new_ones() {
                     started.elapsed() < Duration::from_secs(10),
                     "the node never started draining"
                 );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err(other) => panic!("{other}"),
         }
@@ -85,50 +116,37 @@ async fn shutdown_drains_calls_in_flight_and_refuses_new_ones() {
     assert_eq!(refusal.code, ErrorCode::Unavailable, "{refusal:?}");
     assert!(refusal.message.contains("shutting down"), "{refusal:?}");
     // No new connections: the socket is gone.
-    assert!(!socket.exists());
-    assert!(Client::connect(&socket).await.is_err());
+    assert!(!node.socket.exists());
+    assert!(Client::connect(&node.socket).await.is_err());
 
     // The call in flight finished, and then the node stopped.
-    let done = slow.await.unwrap().expect("the call in flight completes");
+    let done = node
+        .slow
+        .await
+        .unwrap()
+        .expect("the call in flight completes");
     assert_eq!(done.output["ok"], true);
-    tokio::time::timeout(Duration::from_secs(30), serving)
+    tokio::time::timeout(Duration::from_secs(30), node.serving)
         .await
         .expect("serve returns once drained")
         .unwrap();
+    assert_eq!(node.node.calls_in_flight(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_deadline_stops_a_node_with_calls_still_running() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
-    let server = Server::start(&config, Listeners::from_config(&config))
-        .await
-        .unwrap()
-        .drain(Duration::from_millis(200));
-    let socket = server.socket_path().to_owned();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    let client = Arc::new(Client::connect(&socket).await.unwrap());
-    let slow = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            client
-                .call_raw(
-                    "/node/misbehave/sleep",
-                    r#"{"ms":20000}"#,
-                    CallOptions::default(),
-                )
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.send(()).unwrap();
-    // serve returns after the drain deadline, not after the 20 s call.
-    tokio::time::timeout(Duration::from_secs(15), serving)
+    let node = serve_with_a_slow_call(dir.path(), Duration::from_millis(200), 20_000).await;
+    node.stop.send(()).unwrap();
+    // serve returns at the drain deadline, not after the 20 s call.
+    tokio::time::timeout(Duration::from_secs(15), node.serving)
         .await
         .expect("serve gives up at the drain deadline")
         .unwrap();
-    slow.abort();
+    assert_eq!(
+        node.node.calls_in_flight(),
+        1,
+        "the slow call was still running"
+    );
+    node.slow.abort();
 }

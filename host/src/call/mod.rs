@@ -19,9 +19,6 @@ use hearth_registry::{
 };
 use serde::{Deserialize, Serialize};
 
-/// A boxed, sendable future.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
 /// Where a subscription's events go while its call runs: JSON text, in
 /// order, all before the call's reply.
 pub type EventSender = tokio::sync::mpsc::Sender<String>;
@@ -218,6 +215,10 @@ impl CallContext {
 /// door it came in by. The node (`ops::Node`) implements it; front doors and
 /// the `env` capability reach it through this trait, never the concrete
 /// node, so they sit on either side of it without importing each other.
+///
+/// Doors that serve many calls are generic over it, so the pipeline's
+/// future is not boxed per call; holders that cannot be generic use
+/// [`DynOperationEnv`].
 pub trait OperationEnv: Send + Sync + 'static {
     /// This node's name.
     fn node_name(&self) -> &str;
@@ -225,7 +226,39 @@ pub trait OperationEnv: Send + Sync + 'static {
     fn limits(&self) -> &LimitsSection;
     /// Runs `request`: route, access check, deadline and depth, dispatch,
     /// response envelope. Events go to `request.events`.
-    fn call(&self, request: CallRequest) -> BoxFuture<Result<ResponseEnvelope, CallError>>;
+    fn call(
+        &self,
+        request: CallRequest,
+    ) -> impl Future<Output = Result<ResponseEnvelope, CallError>> + Send;
+}
+
+/// A boxed future borrowing the OperationEnv.
+pub type CallFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ResponseEnvelope, CallError>> + Send + 'a>>;
+
+/// [`OperationEnv`] as a trait object, for holders that cannot be generic
+/// (a plugin's `env` handle, the mesh): each call's future is boxed.
+pub trait DynOperationEnv: Send + Sync + 'static {
+    /// This node's name.
+    fn node_name(&self) -> &str;
+    /// The limits calls and frames run under.
+    fn limits(&self) -> &LimitsSection;
+    /// [`OperationEnv::call`], boxed.
+    fn call_boxed(&self, request: CallRequest) -> CallFuture<'_>;
+}
+
+impl<T: OperationEnv> DynOperationEnv for T {
+    fn node_name(&self) -> &str {
+        OperationEnv::node_name(self)
+    }
+
+    fn limits(&self) -> &LimitsSection {
+        OperationEnv::limits(self)
+    }
+
+    fn call_boxed(&self, request: CallRequest) -> CallFuture<'_> {
+        Box::pin(self.call(request))
+    }
 }
 
 /// Where a front door sends a call's events: the socket writes `Event`

@@ -29,7 +29,7 @@ use hearth_protocol::features::Features;
 use hearth_protocol::mesh as wire;
 use hearth_registry::{CallError, ErrorCode};
 
-use crate::call::OperationEnv;
+use crate::call::DynOperationEnv;
 use crate::config::MeshConfig;
 use crate::ops::peers::{MeshVersion, PeerCall, PeerFuture, PeerNetwork, PeerStatus};
 use crate::vault::Vault;
@@ -72,7 +72,7 @@ pub struct Mesh {
     by_key: HashMap<[u8; 32], Arc<PeerLink>>,
     listen: Option<SocketAddr>,
     advertise: Option<String>,
-    node: OnceLock<Weak<dyn OperationEnv>>,
+    node: OnceLock<Weak<dyn DynOperationEnv>>,
 }
 
 impl Mesh {
@@ -148,7 +148,7 @@ impl Mesh {
 
     /// Starts accepting peers and dialing those with an address; incoming
     /// calls go to `node`.
-    pub fn start(self: &Arc<Self>, node: Weak<dyn OperationEnv>) {
+    pub fn start(self: &Arc<Self>, node: Weak<dyn DynOperationEnv>) {
         if self.node.set(node).is_err() {
             return;
         }
@@ -184,7 +184,7 @@ impl Mesh {
     }
 
     /// The node incoming calls go to, while it runs.
-    fn node(&self) -> Option<Arc<dyn OperationEnv>> {
+    fn node(&self) -> Option<Arc<dyn DynOperationEnv>> {
         self.node.get().and_then(Weak::upgrade)
     }
 

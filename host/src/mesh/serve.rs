@@ -246,9 +246,9 @@ async fn serve_call(
         let mut events = StreamEvents { tx: &mut tx };
         let running = async {
             if streams_events {
-                crate::ops::serve(node.as_ref(), request, &mut events).await
+                crate::ops::serve(|r| node.call_boxed(r), request, &mut events).await
             } else {
-                Served::Done(node.call(request).await)
+                Served::Done(node.call_boxed(request).await)
             }
         };
         tokio::select! {

@@ -18,13 +18,14 @@ pub mod peers;
 mod pipeline;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use hearth_registry::{CallError, ErrorCode, LimitsSection, Owner, ResponseEnvelope, RoutingTable};
 
-use crate::call::{BoxFuture, CallRequest, EventSink, OperationEnv};
+use crate::call::{CallRequest, DynOperationEnv, EventSink, OperationEnv};
 use crate::capabilities::docker::DockerEngine;
 use crate::capabilities::kv::KvStore;
 use crate::config::{NodeConfig, PluginSource};
@@ -73,7 +74,6 @@ pub struct Node {
     peers: OnceLock<Arc<dyn PeerNetwork>>,
     limits: LimitsSection,
     started: Instant,
-    this: Weak<Node>,
     calls: CallsInFlight,
 }
 
@@ -90,7 +90,12 @@ struct InFlight<'a>(&'a CallsInFlight);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Only a drain waits: skip the notification (a lock) otherwise.
+        // SeqCst pairs with `drain`: it sets `draining` before reading the
+        // count, so either it sees this call gone or this call sees it.
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.draining.load(Ordering::SeqCst)
+        {
             self.0.idle.notify_waiters();
         }
     }
@@ -125,8 +130,8 @@ impl Node {
         }
         let native = native::NativeTable::new();
         let mut routes = RoutingTable::new();
-        for spec in native.specs() {
-            routes.insert(spec, Owner::Native)?;
+        for (index, spec) in native.specs() {
+            routes.insert(spec, Owner::Native(index))?;
         }
         for plugin in plugins.values() {
             for spec in &plugin.specs {
@@ -135,7 +140,7 @@ impl Node {
         }
         let node = Arc::new_cyclic(|this: &Weak<Node>| {
             let mut resources = Resources::default();
-            let env: Weak<dyn OperationEnv> = this.clone();
+            let env: Weak<dyn DynOperationEnv> = this.clone();
             resources.insert(crate::capabilities::env::handle(env));
             resources.insert(Arc::new(kv));
             resources.insert(vault.clone());
@@ -154,7 +159,6 @@ impl Node {
                 peers: OnceLock::new(),
                 limits: config.limits.clone(),
                 started: Instant::now(),
-                this: this.clone(),
                 calls: CallsInFlight::default(),
             }
         });
@@ -216,14 +220,19 @@ impl Node {
         self.started.elapsed()
     }
 
+    /// Calls from outside (clients, peers) running now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.calls.count.load(Ordering::SeqCst)
+    }
+
     /// Refuses new calls from outside with `unavailable` and waits until
     /// the calls in flight finish or `deadline` passes; returns how many
     /// were still running.
     pub async fn drain(&self, deadline: Instant) -> usize {
-        self.calls.draining.store(true, Ordering::Release);
+        self.calls.draining.store(true, Ordering::SeqCst);
         loop {
             let idle = self.calls.idle.notified();
-            let running = self.calls.count.load(Ordering::Acquire);
+            let running = self.calls.count.load(Ordering::SeqCst);
             if running == 0 {
                 return 0;
             }
@@ -231,16 +240,16 @@ impl Node {
                 .await
                 .is_err()
             {
-                return self.calls.count.load(Ordering::Acquire);
+                return self.calls.count.load(Ordering::SeqCst);
             }
         }
     }
 
     /// Admits a call from outside unless the node is draining.
     fn admit(&self) -> Result<InFlight<'_>, CallError> {
-        self.calls.count.fetch_add(1, Ordering::AcqRel);
+        self.calls.count.fetch_add(1, Ordering::SeqCst);
         let guard = InFlight(&self.calls);
-        if self.calls.draining.load(Ordering::Acquire) {
+        if self.calls.draining.load(Ordering::SeqCst) {
             return Err(CallError::new(
                 ErrorCode::Unavailable,
                 format!(
@@ -262,27 +271,8 @@ impl OperationEnv for Node {
         &self.limits
     }
 
-    fn call(&self, request: CallRequest) -> BoxFuture<Result<ResponseEnvelope, CallError>> {
-        // The future must not borrow `self`: a plugin's nested call holds
-        // it while the node may be shutting down. The env handle is weak,
-        // and a front door holds the node strongly while it serves.
-        let node = self.this();
-        Box::pin(async move {
-            match node {
-                Some(node) => node.run(request).await,
-                None => Err(CallError::new(
-                    ErrorCode::Unavailable,
-                    "the node is shutting down",
-                )),
-            }
-        })
-    }
-}
-
-impl Node {
-    /// A strong handle on this node, while it runs.
-    fn this(&self) -> Option<Arc<Node>> {
-        self.this.upgrade()
+    async fn call(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
+        self.run(request).await
     }
 }
 
@@ -303,17 +293,17 @@ pub enum Served {
     Abandoned,
 }
 
-/// Runs `request` through the pipeline of `env`, delivering a
-/// subscription's events to `sink` in order and all before the result.
-/// Every front door serves calls through this one function.
-pub async fn serve(
-    env: &dyn OperationEnv,
-    mut request: CallRequest,
-    sink: &mut impl EventSink,
-) -> Served {
+/// Runs `request` through `call` (the pipeline, as the door holds it),
+/// delivering a subscription's events to `sink` in order and all before
+/// the result. Every front door serves calls through this one function.
+pub async fn serve<F, Fut>(call: F, mut request: CallRequest, sink: &mut impl EventSink) -> Served
+where
+    F: FnOnce(CallRequest) -> Fut,
+    Fut: Future<Output = Result<ResponseEnvelope, CallError>>,
+{
     let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<String>(EVENT_QUEUE);
     request.events = Some(events_tx);
-    let call = env.call(request);
+    let call = call(request);
     tokio::pin!(call);
     let outcome = loop {
         tokio::select! {

@@ -367,7 +367,7 @@ impl Node {
             )
         })?;
         if let Err(err) = route.validate_input(&input_value) {
-            if self.native.has_secret_input(&route.spec.path) {
+            if matches!(route.owner, Owner::Native(index) if self.native.has_secret_input(index)) {
                 return Err(CallError::new(
                     ErrorCode::InvalidInput,
                     format!(
@@ -382,9 +382,9 @@ impl Node {
         let parent_request_id = ctx.parent_request_id.clone();
         let depth = ctx.depth;
         let result = match &route.owner {
-            Owner::Native => self
+            Owner::Native(index) => self
                 .native
-                .handle(self, &route.spec.path, input_value)
+                .handle(self, *index, input_value)
                 .await
                 .map(|output| (output, Source::Host)),
             Owner::Plugin(name) => self.run_plugin(name, &route, ctx, input).await,
@@ -450,7 +450,7 @@ impl Node {
                 .plugins
                 .get(name)
                 .map(|plugin| plugin.settings.timeout_for(route.spec.path.name())),
-            Owner::Native => None,
+            Owner::Native(_) => None,
         }
         .unwrap_or(Duration::from_millis(self.limits.call_timeout_ms));
         limit.min(MAX_DEADLINE)

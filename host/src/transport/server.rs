@@ -113,7 +113,7 @@ impl SocketServer {
     }
 
     /// Accepts connections forever, serving each on its own task.
-    pub async fn serve(&self, node: Arc<dyn OperationEnv>) {
+    pub async fn serve<E: OperationEnv>(&self, node: Arc<E>) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
@@ -142,7 +142,10 @@ impl Drop for SocketServer {
 
 type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
-async fn serve_connection(stream: UnixStream, node: Arc<dyn OperationEnv>) -> std::io::Result<()> {
+async fn serve_connection<E: OperationEnv>(
+    stream: UnixStream,
+    node: Arc<E>,
+) -> std::io::Result<()> {
     let peer_uid = stream.peer_cred()?.uid();
     let (mut reader, mut writer) = stream.into_split();
     let own_uid = current_uid();
@@ -288,9 +291,9 @@ impl EventSink for SocketEvents {
     }
 }
 
-fn start_call(
+fn start_call<E: OperationEnv>(
     call: CallFrame,
-    node: &Arc<dyn OperationEnv>,
+    node: &Arc<E>,
     identity: &Identity,
     tx: &mpsc::Sender<NodeFrame>,
     in_flight: &InFlight,
@@ -328,8 +331,8 @@ fn start_call(
     let registry = in_flight.clone();
     let task = tokio::spawn(async move {
         let mut events = SocketEvents { id, tx };
-        let Served::Done(outcome) = crate::ops::serve(node.as_ref(), request, &mut events).await
-        else {
+        let served = crate::ops::serve(|r| node.call(r), request, &mut events).await;
+        let Served::Done(outcome) = served else {
             // The connection is gone: nobody can receive the reply.
             return;
         };

@@ -12,13 +12,13 @@ use std::sync::{Arc, Weak};
 use hearth_registry::{CallError, ErrorCode, OperationPath};
 use wasmtime::component::{HasData, Linker};
 
-use crate::call::{CallRequest, PluginCaller};
+use crate::call::{CallRequest, DynOperationEnv, PluginCaller};
 use crate::runtime::CallState;
 use crate::runtime::bindings::{self, hearth::node::env, wit};
 
 /// The pipeline a plugin's nested calls go to (the node implements it).
 /// Held weakly: a plugin's call must not keep a stopped node alive.
-pub struct EnvHandle(pub Weak<dyn crate::call::OperationEnv>);
+pub struct EnvHandle(pub Weak<dyn DynOperationEnv>);
 
 /// `env` as one call's plugin sees it.
 pub struct Env<'a>(&'a mut CallState);
@@ -51,7 +51,7 @@ impl env::Host for Env<'_> {
             )));
         };
         let request = CallRequest::from_plugin(self.0.caller().clone(), path, input);
-        let result = pipeline.call(request).await;
+        let result = pipeline.call_boxed(request).await;
         Ok(result
             .map(bindings::response_to_wit)
             .map_err(bindings::call_error_to_wit))
@@ -84,6 +84,6 @@ pub fn check_grant(
 }
 
 /// The handle the node puts in its resources.
-pub fn handle(pipeline: Weak<dyn crate::call::OperationEnv>) -> Arc<EnvHandle> {
+pub fn handle(pipeline: Weak<dyn DynOperationEnv>) -> Arc<EnvHandle> {
     Arc::new(EnvHandle(pipeline))
 }

@@ -10,11 +10,10 @@
 pub mod host;
 pub mod vault;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use hearth_registry::{CallError, ErrorCode, OpKind, OperationPath, OperationSpec, SpecError};
+use hearth_registry::{CallError, ErrorCode, OpKind, OperationSpec, SpecError};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,9 +61,9 @@ struct Entry {
     handle: Handler,
 }
 
-/// Every native operation, by path.
+/// Every native operation; routes name them by index.
 pub struct NativeTable {
-    entries: HashMap<OperationPath, Entry>,
+    entries: Vec<Entry>,
 }
 
 /// No input.
@@ -142,7 +141,7 @@ impl NativeTable {
         let entries = entries
             .into_iter()
             .filter_map(|entry| match entry {
-                Ok(entry) => Some((entry.spec.path.clone(), entry)),
+                Ok(entry) => Some(entry),
                 // Derived schemas always form valid specs; a unit test
                 // checks every entry.
                 Err(err) => {
@@ -154,27 +153,27 @@ impl NativeTable {
         NativeTable { entries }
     }
 
-    /// The specs to route.
-    pub fn specs(&self) -> impl Iterator<Item = OperationSpec> + '_ {
-        self.entries.values().map(|e| e.spec.clone())
+    /// The specs to route, with the index a route names each by.
+    pub fn specs(&self) -> impl Iterator<Item = (usize, OperationSpec)> + '_ {
+        self.entries.iter().map(|e| e.spec.clone()).enumerate()
     }
 
-    /// True when the operation at `path` takes a secret.
-    pub fn has_secret_input(&self, path: &OperationPath) -> bool {
-        self.entries.get(path).is_some_and(|e| e.secret_input)
+    /// True when native operation `index` takes a secret.
+    pub fn has_secret_input(&self, index: usize) -> bool {
+        self.entries.get(index).is_some_and(|e| e.secret_input)
     }
 
-    /// Runs the native operation at `path` with validated `input`.
+    /// Runs native operation `index` with validated `input`.
     pub async fn handle(
         &self,
         node: &Node,
-        path: &OperationPath,
+        index: usize,
         input: serde_json::Value,
     ) -> Result<serde_json::Value, CallError> {
-        let entry = self.entries.get(path).ok_or_else(|| {
+        let entry = self.entries.get(index).ok_or_else(|| {
             CallError::new(
                 ErrorCode::NotFound,
-                format!("no native operation at `{path}`"),
+                format!("no native operation number {index}"),
             )
         })?;
         (entry.handle)(node, input).await
@@ -195,7 +194,14 @@ mod tests {
     fn every_native_operation_has_a_valid_spec() {
         let table = NativeTable::new();
         assert_eq!(table.entries.len(), 10);
-        assert!(table.has_secret_input(&"/node/vault/unlock".parse().unwrap()));
-        assert!(!table.has_secret_input(&"/node/host/ping".parse().unwrap()));
+        let index = |path: &str| {
+            table
+                .specs()
+                .find(|(_, spec)| spec.path.to_string() == path)
+                .map(|(i, _)| i)
+                .unwrap()
+        };
+        assert!(table.has_secret_input(index("/node/vault/unlock")));
+        assert!(!table.has_secret_input(index("/node/host/ping")));
     }
 }
