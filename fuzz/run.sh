@@ -33,7 +33,7 @@ for target in "${targets[@]}"; do
     cargo +nightly fuzz run --target-dir "$target_dir" "$target" "$corpora/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=256 \
         -print_final_stats=1 >"$log" 2>&1 || status=$?
-    grep -E '^(#[0-9]+ +DONE|Done [0-9]+ runs)' "$log" || true
+    grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs)' "$log" || true
     if [ "$status" -ne 0 ]; then
         tail -40 "$log"
         echo "fuzz target $target failed; the input is in fuzz/artifacts/$target/"

@@ -129,30 +129,27 @@ impl Node {
                 ),
             ));
         }
-        let ctx = self.context(
-            &route,
-            request.origin,
-            request.identity,
-            request.metadata,
-            request.timeout,
-            request.events,
-            path,
-        );
-        self.execute(route, ctx, &request.input).await
+        let (ctx, input) = self.context(&route, request, path);
+        self.execute(route, ctx, &input).await
     }
 
-    /// The running call's context: ids, deadline, depth and chain by origin.
-    #[allow(clippy::too_many_arguments)]
+    /// The running call's context — ids, deadline, depth and chain by
+    /// origin — and its input.
     fn context(
         &self,
         route: &Route,
-        origin: Origin,
-        identity: crate::call::Identity,
-        metadata: Vec<(String, String)>,
-        timeout: Option<Duration>,
-        events: Option<crate::call::EventSender>,
+        request: CallRequest,
         path: OperationPath,
-    ) -> CallContext {
+    ) -> (CallContext, String) {
+        let CallRequest {
+            origin,
+            input,
+            identity,
+            metadata,
+            timeout,
+            events,
+            path: _,
+        } = request;
         let limit = self.operation_timeout(route);
         let outside_deadline = || {
             let timeout = if route.spec.kind == OpKind::Subscription {
@@ -168,7 +165,7 @@ impl Node {
             Instant::now() + timeout
         };
         let request_id = ulid::Ulid::new().to_string();
-        match origin {
+        let ctx = match origin {
             Origin::Client(_) => CallContext {
                 request_id,
                 parent_request_id: None,
@@ -211,7 +208,8 @@ impl Node {
                     from_peer: parent.from_peer,
                 }
             }
-        }
+        };
+        (ctx, input)
     }
 
     /// A call to a peer's operation.
