@@ -175,21 +175,9 @@ impl Runtime {
         manifest
             .check_exports(specs.iter().map(|s| s.path.name()))
             .map_err(|e| fail(e.to_string()))?;
-        if let Some(op) = settings
-            .operation_timeouts
-            .keys()
-            .find(|op| !specs.iter().any(|s| s.path.name() == op.as_str()))
-        {
-            return Err(fail(format!(
-                "`operation_timeouts` names `{op}`, which this plugin does not export"
-            )));
-        }
-        if settings.warm_instances > self.max_instances / 2 {
-            return Err(fail(format!(
-                "warm_instances = {} would take more than half of `limits.max_instances` ({})",
-                settings.warm_instances, self.max_instances
-            )));
-        }
+        // `operation_timeouts` and `warm_instances` were checked when the
+        // configuration was resolved (against the manifest, which the
+        // exports just matched).
         let warm =
             (settings.warm_instances > 0).then(|| WarmPool::new(settings.warm_instances as usize));
         Ok(LoadedPlugin {
