@@ -5,8 +5,8 @@
 //! ([`Node`]), binds the mesh and attaches it as the node's
 //! [`PeerNetwork`](crate::ops::PeerNetwork), binds the Unix socket, and
 //! serves. On shutdown it stops accepting, refuses new calls with
-//! `unavailable`, lets calls in flight finish up to [`Server::drain`]'s
-//! deadline, then closes the mesh. The `host serve` command and the
+//! `unavailable`, lets calls in flight finish up to the drain deadline
+//! (`node.drain_ms`, 10 s by default), then closes the mesh. The `host serve` command and the
 //! in-process tests both run nodes through it.
 
 use std::future::Future;
@@ -19,9 +19,6 @@ use crate::config::NodeConfig;
 use crate::mesh::Mesh;
 use crate::ops::Node;
 use crate::transport::server::SocketServer;
-
-/// How long calls in flight may run on after a shutdown is asked for.
-pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 /// Why a node could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +72,7 @@ impl Server {
             node,
             mesh,
             socket,
-            drain: DEFAULT_DRAIN,
+            drain: config.drain,
         })
     }
 

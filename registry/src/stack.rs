@@ -152,6 +152,13 @@ pub struct NodeSection {
     /// Nodes of the same `host` build may share one.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// How long calls in flight may finish after SIGTERM, in milliseconds.
+    #[serde(default = "default_drain_ms")]
+    pub drain_ms: u64,
+}
+
+fn default_drain_ms() -> u64 {
+    10_000
 }
 
 impl Default for NodeSection {
@@ -161,6 +168,7 @@ impl Default for NodeSection {
             data_dir: None,
             socket: None,
             cache_dir: None,
+            drain_ms: default_drain_ms(),
         }
     }
 }

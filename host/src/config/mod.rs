@@ -152,6 +152,8 @@ pub struct NodeConfig {
     pub mesh: MeshConfig,
     /// The stack file, or `None` for the embedded default.
     pub origin: Option<PathBuf>,
+    /// How long calls in flight may finish at shutdown (`node.drain_ms`).
+    pub drain: Duration,
 }
 
 impl NodeConfig {

@@ -68,6 +68,7 @@ pub(super) fn resolve(
         plugins.push(plugin(&file, &name, entry, &stack.limits)?);
     }
     Ok(NodeConfig {
+        drain: Duration::from_millis(stack.node.drain_ms),
         name: stack.node.name,
         data_dir,
         socket,
