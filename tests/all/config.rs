@@ -117,21 +117,25 @@ fn without_grants_kv_is_denied_naming_the_grant() {
     );
 }
 
+/// Runs `host serve` on `stack` (written to `dir/stack.toml`), which must
+/// refuse to start, and returns what it printed on stderr.
+fn serve_refused(dir: &std::path::Path, stack: &str) -> String {
+    let path = dir.join("stack.toml");
+    std::fs::write(&path, stack).unwrap();
+    let out = Command::new(host_bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("HEARTH_DATA_DIR", dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn invalid_stack_files_fail_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |stack: &str| {
-        let path = dir.path().join("stack.toml");
-        std::fs::write(&path, stack).unwrap();
-        let out = Command::new(host_bin())
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("HEARTH_DATA_DIR", dir.path().join("data"))
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let run = |stack: &str| serve_refused(dir.path(), stack);
     assert!(run("[plugins.echo]\ngrant.kv = true").contains("unknown field `grant`"));
     assert!(run("[plugins.nope]").contains("no plugin of that name is bundled"));
     assert!(
@@ -197,17 +201,7 @@ fn plugins_load_from_a_directory() {
 fn a_config_error_is_printed_once_naming_file_key_and_fix() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stack.toml");
-    let serve = |text: &str| {
-        std::fs::write(&path, text).unwrap();
-        let out = Command::new(host_bin())
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("HEARTH_DATA_DIR", dir.path().join("data"))
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let serve = |text: &str| serve_refused(dir.path(), text);
     let err = serve("[node\nname = \"head\"\n");
     assert_eq!(err.matches("unclosed table").count(), 1, "{err}");
     assert!(
