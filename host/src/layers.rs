@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["call"],
     &["config"],
     &["runtime"],
-    &["capabilities"],
+    &["capabilities", "messaging"],
     &["ops"],
     &["transport", "mesh", "client"],
     &["serve"],

@@ -10,6 +10,8 @@
 //! 2. [`config`]: `stack.toml` resolved into what the node runs on;
 //! 3. [`runtime`]: wasmtime, the per-call store, limits, warm instances;
 //! 4. [`capabilities`]: the host side of each WIT interface with its grant;
+//!    [`messaging`]: the outbox, inbox and broker stores (SQLite, group
+//!    commit);
 //! 5. [`ops`]: the OperationEnv — routing, the one call pipeline, native
 //!    operations, peers reached through a trait;
 //! 6. [`transport`] (Unix socket), [`mesh`] (QUIC between nodes) and
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod mesh;
+pub mod messaging;
 pub mod ops;
 pub mod runtime;
 pub mod serve;

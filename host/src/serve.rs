@@ -97,6 +97,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let env: Arc<dyn DynOperationEnv> = self.node.clone();
         self.mesh.start(Arc::downgrade(&env));
+        self.node.start_messaging();
         tokio::select! {
             () = self.socket.serve(self.node.clone()) => {}
             () = shutdown => {}

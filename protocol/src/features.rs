@@ -6,7 +6,7 @@
 //! instead of comparing version numbers. A required feature the other side
 //! does not support closes the connection with a reason both operators see.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,14 @@ pub const EVENTS: &str = "events";
 pub const CANCEL: &str = "cancel";
 /// The caller's remaining deadline travels with the call.
 pub const DEADLINES: &str = "deadlines";
+/// The node is a message broker; its dedupe window (seconds) is the
+/// parameter [`BROKER_DEDUPE_WINDOW_S`]. Supported only by nodes with
+/// `[broker] enabled = true`.
+pub const BROKER: &str = "broker";
+/// Parameter of [`BROKER`]: for how many seconds the broker remembers a
+/// `(sender, client_message_id)` pair and answers a resend with the
+/// message it stored.
+pub const BROKER_DEDUPE_WINDOW_S: &str = "broker.dedupe_window_s";
 
 /// Every feature this build implements, with what it means.
 pub const KNOWN: &[(&str, &str)] = &[
@@ -25,7 +33,14 @@ pub const KNOWN: &[(&str, &str)] = &[
     (EVENTS, "subscription events streamed across nodes"),
     (CANCEL, "abandoned calls are cancelled on the peer"),
     (DEADLINES, "the caller's deadline travels with each call"),
+    (
+        BROKER,
+        "a message broker that dedupes on (sender, client_message_id) within its window",
+    ),
 ];
+
+/// Features a node supports only when configured to (not by default).
+const OPT_IN: &[&str] = &[BROKER];
 
 /// One side's feature sets, as sent in its hello.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +51,8 @@ pub struct Features {
     pub optional: BTreeSet<String>,
     /// Everything this side can do.
     pub supported: BTreeSet<String>,
+    /// Values that go with supported features (`broker.dedupe_window_s`).
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// Why a configured feature set is unusable.
@@ -111,11 +128,36 @@ impl Features {
             .filter(|n| !required.contains(*n))
             .cloned()
             .collect();
+        let supported = known
+            .difference(&disabled)
+            .filter(|name| !OPT_IN.contains(&name.as_str()))
+            .cloned()
+            .collect();
         Ok(Features {
             required,
             optional,
-            supported: known.difference(&disabled).cloned().collect(),
+            supported,
+            parameters: BTreeMap::new(),
         })
+    }
+
+    /// Adds [`BROKER`] with its dedupe window.
+    pub fn with_broker(mut self, dedupe_window_s: u64) -> Features {
+        self.supported.insert(BROKER.to_owned());
+        self.parameters.insert(
+            BROKER_DEDUPE_WINDOW_S.to_owned(),
+            dedupe_window_s.to_string(),
+        );
+        self
+    }
+
+    /// The broker's dedupe window, when these features say the node is a
+    /// broker and name a window that is a number.
+    pub fn broker_window_s(&self) -> Option<u64> {
+        if !self.supported.contains(BROKER) {
+            return None;
+        }
+        self.parameters.get(BROKER_DEDUPE_WINDOW_S)?.parse().ok()
     }
 
     /// What `ours` (named `us`) and `theirs` (named `them`) agree on: the
@@ -185,7 +227,7 @@ mod tests {
     fn two_defaults_agree_on_everything() {
         let a = default_features();
         let agreed = Features::negotiate("a", &a, "b", &a).unwrap();
-        assert_eq!(agreed.len(), KNOWN.len());
+        assert_eq!(agreed.len(), KNOWN.len() - OPT_IN.len());
     }
 
     #[test]
@@ -223,6 +265,18 @@ mod tests {
         let agreed = Features::negotiate("a", &a, "b", &b).unwrap();
         assert!(agreed.contains(EVENTS));
         assert!(!agreed.contains(CANCEL));
+    }
+
+    #[test]
+    fn only_a_broker_supports_broker_and_names_its_window() {
+        let plain = default_features();
+        assert_eq!(plain.broker_window_s(), None);
+        let broker = default_features().with_broker(86_400);
+        assert_eq!(broker.broker_window_s(), Some(86_400));
+        // A member asking for a broker is refused by a plain node.
+        let member = Features::configured(&strings(&[CALLS, BROKER]), &[], &[]).unwrap();
+        assert!(Features::negotiate("m", &member, "b", &broker).is_ok());
+        assert!(Features::negotiate("m", &member, "p", &plain).is_err());
     }
 
     #[test]

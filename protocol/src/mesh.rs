@@ -27,7 +27,8 @@ use crate::socket::WireResult;
 ///
 /// 2: calls carry parent request id, depth and deadline as typed fields
 /// ([`MeshCall`]) instead of `hearth-*` metadata.
-pub const MESH_PROTOCOL: u32 = 2;
+/// 3: features carry parameters (the broker's dedupe window).
+pub const MESH_PROTOCOL: u32 = 3;
 
 /// Largest hello accepted, in bytes.
 pub const MAX_HELLO_BYTES: u32 = 16 * 1024;
@@ -48,6 +49,9 @@ pub mod close {
     pub const BAD_HELLO: u32 = 0x12;
     /// A newer connection to the same peer replaced this one.
     pub const REPLACED: u32 = 0x13;
+    /// Another connection with the same key is up and the acceptor keeps
+    /// the oldest (`prefer_oldest`).
+    pub const ALREADY_CONNECTED: u32 = 0x14;
 }
 
 /// Stream reset code: the caller abandoned the call.
@@ -138,17 +142,18 @@ mod tests {
     #[test]
     fn mesh_frames_encode_to_pinned_bytes() {
         let hello = MeshHello {
-            protocol: 2,
+            protocol: 3,
             node: "h".into(),
             version: "v".into(),
             features: Features::configured(&["calls".into()], &[], &[]).unwrap(),
         };
         // protocol, node, version, then three sets: required {calls},
-        // optional {}, supported {calls, cancel, deadlines, events}.
+        // optional {}, supported {calls, cancel, deadlines, events}, and
+        // no parameters.
         assert_eq!(
             hex_of(&hello),
             concat!(
-                "02",
+                "03",
                 "0168",
                 "0176",
                 "01",
@@ -158,7 +163,8 @@ mod tests {
                 "0563616c6c73",
                 "0663616e63656c",
                 "09646561646c696e6573",
-                "066576656e7473"
+                "066576656e7473",
+                "00"
             )
         );
         let call = CallerFrame::Call(MeshCall {

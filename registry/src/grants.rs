@@ -100,6 +100,31 @@ pub struct GrantSet {
     /// what policy; no access when absent.
     #[serde(default)]
     pub docker: Option<DockerGrant>,
+    /// Inbox messages its handler is run for; none when absent.
+    #[serde(default)]
+    pub messages: Option<MessagesGrant>,
+}
+
+/// Which inbox messages a plugin's handler receives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesGrant {
+    /// Topics whose messages it handles (`*` for every topic).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Handles direct messages to this node.
+    #[serde(default)]
+    pub direct: bool,
+}
+
+impl MessagesGrant {
+    /// True when a message on `topic` (direct when `None`) is covered.
+    pub fn covers(&self, topic: Option<&str>) -> bool {
+        match topic {
+            None => self.direct,
+            Some(topic) => self.topics.iter().any(|t| t == "*" || t == topic),
+        }
+    }
 }
 
 /// The Docker policy granted to a plugin.

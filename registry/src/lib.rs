@@ -34,13 +34,16 @@ mod stack;
 
 pub use call::{CallError, ErrorCode, ResponseEnvelope, Source};
 pub use grants::{
-    DockerGrant, GrantSet, PathPattern, PatternError, PortRange, VaultPrefix, VaultPrefixError,
+    DockerGrant, GrantSet, MessagesGrant, PathPattern, PatternError, PortRange, VaultPrefix,
+    VaultPrefixError,
 };
-pub use manifest::{ManifestError, PluginManifest, RequestedCapabilities, RuntimePreferences};
+pub use manifest::{
+    ManifestError, MessagesRequest, PluginManifest, RequestedCapabilities, RuntimePreferences,
+};
 pub use path::{LOCAL_NODE, OperationPath, PathError, RESERVED_NAMESPACES, is_valid_segment};
 pub use routing::{InputError, Owner, Route, RoutingError, RoutingTable};
 pub use spec::{OpKind, OperationSpec, SpecError};
 pub use stack::{
-    DockerSection, LimitsSection, MAX_MEMORY_MIB, MeshSection, NodeSection, PeerEntry, PluginEntry,
-    StackError, StackFile,
+    BrokerSection, DockerSection, DuplicateConnections, LimitsSection, MAX_MEMORY_MIB, MeshSection,
+    MessagingSection, NodeSection, PeerEntry, PluginEntry, StackError, StackFile,
 };

@@ -65,6 +65,24 @@ pub struct RequestedCapabilities {
     /// Wants the Docker engine (the operator sets the policy).
     #[serde(default)]
     pub docker: bool,
+    /// Handles inbox messages with one of its operations.
+    #[serde(default)]
+    pub messages: Option<MessagesRequest>,
+}
+
+/// `[capabilities.messages]`: the operation run once per inbox message, and
+/// which messages the plugin would like (the operator grants them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesRequest {
+    /// The operation (a mutation of this plugin) run for each message.
+    pub handler: String,
+    /// Topics it would handle.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Whether it would handle direct messages.
+    #[serde(default)]
+    pub direct: bool,
 }
 
 /// Why a `plugin.toml` was refused.

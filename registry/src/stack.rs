@@ -33,6 +33,117 @@ pub struct StackFile {
     /// Other nodes this node knows, by the name paths address them with.
     #[serde(default)]
     pub peers: BTreeMap<String, PeerEntry>,
+    /// The outbox and inbox: which broker carries this node's messages.
+    #[serde(default)]
+    pub messaging: MessagingSection,
+    /// This node as a message broker for its peers.
+    #[serde(default)]
+    pub broker: BrokerSection,
+}
+
+/// `[messaging]`: how this node's outbox reaches other nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingSection {
+    /// The peer that brokers this node's messages (a `[peers]` name). When
+    /// absent, a node with `[broker] enabled = true` is its own broker and
+    /// any other node cannot send.
+    #[serde(default)]
+    pub broker: Option<String>,
+    /// Attempts after which a message the broker keeps refusing is dead.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Age after which an undelivered message is dead, in hours. Lowered by
+    /// the node to stay inside its broker's dedupe window.
+    #[serde(default = "default_max_age_hours")]
+    pub max_age_hours: u64,
+    /// First wait before a retry, in milliseconds; doubled per attempt,
+    /// with jitter.
+    #[serde(default = "default_retry_min_ms")]
+    pub retry_min_ms: u64,
+    /// Longest wait between retries, in milliseconds.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Largest message body a plugin's handler receives whole, in bytes;
+    /// a longer one arrives truncated and marked so.
+    #[serde(default = "default_handler_max_bytes")]
+    pub handler_max_bytes: u32,
+}
+
+impl Default for MessagingSection {
+    fn default() -> Self {
+        MessagingSection {
+            broker: None,
+            max_attempts: default_max_attempts(),
+            max_age_hours: default_max_age_hours(),
+            retry_min_ms: default_retry_min_ms(),
+            retry_max_ms: default_retry_max_ms(),
+            handler_max_bytes: default_handler_max_bytes(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    50
+}
+fn default_max_age_hours() -> u64 {
+    23
+}
+fn default_retry_min_ms() -> u64 {
+    100
+}
+fn default_retry_max_ms() -> u64 {
+    30_000
+}
+fn default_handler_max_bytes() -> u32 {
+    256 * 1024
+}
+
+/// `[broker]`: this node stores and forwards messages for its peers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSection {
+    /// Serve as a broker: accept messages from peers, dedupe, fan out.
+    #[serde(default)]
+    pub enabled: bool,
+    /// For how long a `(sender, client_message_id)` pair is remembered, in
+    /// hours; advertised to members in feature negotiation.
+    #[serde(default = "default_dedupe_window_hours")]
+    pub dedupe_window_hours: u64,
+    /// What happens when a second connection claims a member's key.
+    #[serde(default)]
+    pub duplicate_connections: DuplicateConnections,
+    /// Peers that may use this broker; every peer when absent.
+    #[serde(default)]
+    pub members: Option<Vec<String>>,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        BrokerSection {
+            enabled: false,
+            dedupe_window_hours: default_dedupe_window_hours(),
+            duplicate_connections: DuplicateConnections::default(),
+            members: None,
+        }
+    }
+}
+
+fn default_dedupe_window_hours() -> u64 {
+    24
+}
+
+/// The policy for two connections with the same node identity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateConnections {
+    /// The older connection is closed with a reason; the newer one serves.
+    #[default]
+    PreferNewest,
+    /// The newer connection is refused with a reason.
+    PreferOldest,
+    /// Both are kept; deliveries use the newest live one.
+    AllowConcurrent,
 }
 
 /// `[mesh]`: the QUIC endpoint and the features this node negotiates.

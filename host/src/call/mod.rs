@@ -85,6 +85,21 @@ pub struct PluginCaller {
     pub ctx: CallContext,
 }
 
+/// The one inbox message a plugin's handler run is for, and what that run
+/// may do about it without any `env` grant: send to its sender (a reply),
+/// post to the topic it came on. Nothing else; it ends with the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageScope {
+    /// The plugin whose handler runs.
+    pub plugin: String,
+    /// The message's id in this node's inbox.
+    pub message_id: String,
+    /// Its sender's node key.
+    pub sender_key: String,
+    /// The topic it came on; `None` for a direct message.
+    pub topic: Option<String>,
+}
+
 /// Where a call came from. The pipeline's access check, deadline and depth
 /// rules follow from it.
 #[derive(Debug, Clone)]
@@ -97,6 +112,12 @@ pub enum Origin {
     /// A plugin through `env`: trusted (no scope check), but only to paths
     /// its grants allow, inheriting its parent's deadline, bounded in depth.
     Plugin(PluginCaller),
+    /// The node itself, for work of its own (the outbox sending to the
+    /// broker, the broker delivering): trusted, named for the logs.
+    Node(&'static str),
+    /// A plugin's message handler, run for one inbox message: only that
+    /// plugin's own operations, with the message's narrow scope.
+    Message(Arc<MessageScope>),
 }
 
 /// One call, from whichever door it came in by.
@@ -133,6 +154,19 @@ impl CallRequest {
         }
     }
 
+    /// A call the node makes for its own work.
+    pub fn from_node(task: &'static str, path: String, input: String, timeout: Duration) -> Self {
+        CallRequest {
+            origin: Origin::Node(task),
+            path,
+            input,
+            identity: Identity::node(),
+            metadata: Vec::new(),
+            timeout: Some(timeout),
+            events: None,
+        }
+    }
+
     /// A nested call a plugin makes through `env`: it acts for the same
     /// identity with the same metadata, within its parent's deadline.
     pub fn from_plugin(caller: PluginCaller, path: String, input: String) -> Self {
@@ -150,7 +184,7 @@ impl CallRequest {
     /// The request this call is nested in, on this node or a peer.
     pub fn parent_request_id(&self) -> Option<&str> {
         match &self.origin {
-            Origin::Client(_) => None,
+            Origin::Client(_) | Origin::Node(_) | Origin::Message(_) => None,
             Origin::Peer(peer) => peer.parent_request_id.as_deref(),
             Origin::Plugin(caller) => Some(&caller.ctx.request_id),
         }
@@ -160,7 +194,7 @@ impl CallRequest {
     /// call may not reach any other node.
     pub fn from_peer(&self) -> Option<&str> {
         match &self.origin {
-            Origin::Client(_) => None,
+            Origin::Client(_) | Origin::Node(_) | Origin::Message(_) => None,
             Origin::Peer(peer) => Some(&peer.name),
             Origin::Plugin(caller) => caller.ctx.from_peer.as_deref(),
         }
@@ -191,6 +225,11 @@ pub struct CallContext {
     pub events: Option<EventSender>,
     /// The peer this call (or the call that made it) came from.
     pub from_peer: Option<String>,
+    /// The message a handler run is for: set on the handler's own call,
+    /// and on a messaging operation it reaches through that scope alone.
+    pub message: Option<Arc<MessageScope>>,
+    /// True for calls the node makes itself ([`Origin::Node`]).
+    pub by_node: bool,
 }
 
 impl CallContext {
@@ -207,6 +246,8 @@ impl CallContext {
             chain: Vec::new(),
             events: None,
             from_peer: None,
+            message: None,
+            by_node: true,
         }
     }
 }

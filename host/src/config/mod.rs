@@ -20,6 +20,8 @@ use std::time::Duration;
 use hearth_protocol::features::Features;
 use hearth_registry::{GrantSet, LimitsSection, PathPattern, PluginManifest, StackFile};
 
+pub use hearth_registry::DuplicateConnections;
+
 pub use error::ConfigError;
 
 /// The configuration used when `host serve` gets no `--config`.
@@ -130,6 +132,39 @@ pub struct MeshConfig {
     pub idle_timeout: Duration,
     /// Known peers.
     pub peers: Vec<PeerConfig>,
+    /// What happens when a second connection claims a peer's key
+    /// (`[broker] duplicate_connections`).
+    pub duplicate_connections: DuplicateConnections,
+}
+
+/// `[messaging]` and `[broker]`, resolved.
+#[derive(Debug, Clone)]
+pub struct MessagingConfig {
+    /// The peer that brokers this node's messages; `None` when this node is
+    /// its own broker or has none.
+    pub broker: Option<String>,
+    /// Refusals after which a message is dead.
+    pub max_attempts: u32,
+    /// Age after which an undelivered message is dead (before the broker's
+    /// window lowers it).
+    pub max_age: Duration,
+    /// First retry wait.
+    pub retry_min: Duration,
+    /// Longest retry wait.
+    pub retry_max: Duration,
+    /// Largest body a plugin handler receives whole.
+    pub handler_max_bytes: usize,
+    /// This node's broker service, when `[broker] enabled = true`.
+    pub serve_broker: Option<BrokerConfig>,
+}
+
+/// `[broker]` of a node that is one.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// For how long `(sender, client_message_id)` is remembered.
+    pub dedupe_window: Duration,
+    /// Peers that may use it; every peer when `None`.
+    pub members: Option<Vec<String>>,
 }
 
 /// Everything `host serve` needs, resolved.
@@ -154,6 +189,8 @@ pub struct NodeConfig {
     pub origin: Option<PathBuf>,
     /// How long calls in flight may finish at shutdown (`node.drain_ms`).
     pub drain: Duration,
+    /// The outbox, inbox and broker.
+    pub messaging: MessagingConfig,
 }
 
 impl NodeConfig {

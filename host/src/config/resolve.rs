@@ -19,8 +19,8 @@ use hearth_registry::{
 
 use super::error::File;
 use super::{
-    BUNDLED, ConfigError, DEFAULT_WARM_INSTANCES, MeshConfig, NodeConfig, PeerConfig,
-    PluginSettings, PluginSource, default_data_dir,
+    BUNDLED, BrokerConfig, ConfigError, DEFAULT_WARM_INSTANCES, MeshConfig, MessagingConfig,
+    NodeConfig, PeerConfig, PluginSettings, PluginSource, default_data_dir,
 };
 
 const NAME_RULE: &str = "use lowercase letters, digits, `-` and `_`";
@@ -34,7 +34,8 @@ pub(super) fn resolve(
     let file = File::of(file);
     check_node(&stack, &file)?;
     check_limits(&stack, &file)?;
-    let mesh = mesh_config(&stack, &file)?;
+    let mut mesh = mesh_config(&stack, &file)?;
+    let messaging = messaging_config(&stack, &file, &mut mesh)?;
     let data_dir = match stack.node.data_dir {
         Some(dir) => dir,
         None => default_data_dir().ok_or_else(|| {
@@ -77,6 +78,7 @@ pub(super) fn resolve(
         limits: stack.limits,
         plugins,
         mesh,
+        messaging,
         origin,
     })
 }
@@ -230,6 +232,106 @@ fn mesh_config(stack: &StackFile, file: &File) -> Result<MeshConfig, ConfigError
         features,
         idle_timeout: Duration::from_millis(section.idle_timeout_ms),
         peers,
+        duplicate_connections: stack.broker.duplicate_connections,
+    })
+}
+
+/// What a broker's members may call on it, and a member's broker on it.
+const BROKER_OPERATIONS: &[&str] = &["/node/broker/publish", "/node/broker/subscriptions"];
+const MEMBER_OPERATIONS: &[&str] = &["/node/msg/deliver"];
+
+/// Resolves `[messaging]` and `[broker]`. The broker and its members may
+/// call the messaging operations on each other without listing them in
+/// `allow`: naming the broker (or enabling one) is the grant.
+fn messaging_config(
+    stack: &StackFile,
+    file: &File,
+    mesh: &mut MeshConfig,
+) -> Result<MessagingConfig, ConfigError> {
+    let section = &stack.messaging;
+    let broker_section = &stack.broker;
+    let grant = |peer: &mut PeerConfig, paths: &[&str]| {
+        for path in paths {
+            if let Ok(pattern) = path.parse() {
+                peer.allow.push(pattern);
+            }
+        }
+    };
+    if let Some(broker) = &section.broker {
+        let Some(peer) = mesh.peers.iter_mut().find(|p| &p.name == broker) else {
+            return Err(file.invalid(
+                "messaging.broker",
+                format!("names `{broker}`, which is not a peer of this node"),
+                format!("add [peers.{broker}] with its public_key and address, or fix the name"),
+            ));
+        };
+        grant(peer, MEMBER_OPERATIONS);
+    }
+    if section.max_attempts == 0 {
+        return Err(file.invalid("messaging.max_attempts", "is 0", "allow at least 1 attempt"));
+    }
+    if section.max_age_hours == 0 {
+        return Err(file.invalid(
+            "messaging.max_age_hours",
+            "is 0",
+            "keep undelivered messages at least 1 hour",
+        ));
+    }
+    if section.retry_min_ms == 0 || section.retry_max_ms < section.retry_min_ms {
+        return Err(file.invalid(
+            "messaging.retry_min_ms",
+            format!(
+                "is {} with retry_max_ms {}",
+                section.retry_min_ms, section.retry_max_ms
+            ),
+            "use a first wait of at least 1 ms and no longer than `retry_max_ms`",
+        ));
+    }
+    let serve_broker = if broker_section.enabled {
+        if broker_section.dedupe_window_hours == 0 {
+            return Err(file.invalid(
+                "broker.dedupe_window_hours",
+                "is 0",
+                "remember message ids for at least 1 hour (24 is the default)",
+            ));
+        }
+        if let Some(members) = &broker_section.members
+            && let Some(stranger) = members
+                .iter()
+                .find(|m| !mesh.peers.iter().any(|p| &&p.name == m))
+        {
+            return Err(file.invalid(
+                "broker.members",
+                format!("names `{stranger}`, which is not a peer of this node"),
+                format!("add [peers.{stranger}] or remove it from the list"),
+            ));
+        }
+        for peer in &mut mesh.peers {
+            let member = broker_section
+                .members
+                .as_ref()
+                .is_none_or(|m| m.contains(&peer.name));
+            if member {
+                grant(peer, BROKER_OPERATIONS);
+            }
+        }
+        let window = Duration::from_secs(broker_section.dedupe_window_hours * 3600);
+        mesh.features = mesh.features.clone().with_broker(window.as_secs());
+        Some(BrokerConfig {
+            dedupe_window: window,
+            members: broker_section.members.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(MessagingConfig {
+        broker: section.broker.clone(),
+        max_attempts: section.max_attempts,
+        max_age: Duration::from_secs(section.max_age_hours * 3600),
+        retry_min: Duration::from_millis(section.retry_min_ms),
+        retry_max: Duration::from_millis(section.retry_max_ms),
+        handler_max_bytes: section.handler_max_bytes as usize,
+        serve_broker,
     })
 }
 

@@ -197,6 +197,7 @@ pub(super) async fn dial(
         Ok(features) => Ok(Session {
             connection,
             features: Arc::new(features),
+            theirs: Arc::new(theirs.features),
             version: theirs.version,
             direction: Direction::Outbound,
             since: SystemTime::now(),
@@ -282,12 +283,19 @@ async fn accept(mesh: &Arc<Mesh>, connection: quinn::Connection, remote: std::ne
     let session = Session {
         connection: connection.clone(),
         features: Arc::new(features),
+        theirs: Arc::new(theirs.features),
         version: theirs.version,
         direction: Direction::Inbound,
         since: SystemTime::now(),
     };
     tracing::info!(peer = %name, %remote, features = ?session.features, "peer connected");
-    link.set_inbound(session.clone());
+    if link.set_inbound(session.clone()).is_err() {
+        connection.close(
+            close::ALREADY_CONNECTED.into(),
+            b"member_already_connected: another connection with this node's key is up and the broker prefers the oldest",
+        );
+        return;
+    }
     let reason = serve::serve_connection(mesh, &link, &session).await;
     link.clear_inbound(&connection);
     tracing::info!(peer = %name, reason = %describe_close(&reason), "peer disconnected");

@@ -2,8 +2,11 @@
 //! dialer that keeps an outbound connection up with backoff.
 //!
 //! A link holds at most one outbound connection (dialed by this node) and
-//! one inbound (dialed by the peer); calls use whichever is up, outbound
-//! first. A peer with no `address` is reached only over the connection it
+//! the inbound ones (dialed by the peer) its duplicate-connection policy
+//! keeps: the newest (`prefer_newest`, closing the older with a reason), the
+//! oldest (`prefer_oldest`, refusing the newer), or all
+//! (`allow_concurrent`). Calls use whichever is up, outbound first, then
+//! the newest inbound. A peer with no `address` is reached only over the connection it
 //! makes. When nothing is up, calls fail at once with `unavailable` and
 //! nudge the dialer to retry now instead of waiting out its backoff.
 
@@ -15,7 +18,7 @@ use hearth_registry::{CallError, ErrorCode};
 use tokio::sync::{Notify, watch};
 
 use super::{Mesh, handshake, serve};
-use crate::config::PeerConfig;
+use crate::config::{DuplicateConnections, PeerConfig};
 use crate::ops::peers::{Direction, PeerState, PeerStatus};
 
 /// First wait after a failed dial; doubled per failure up to [`BACKOFF_MAX`].
@@ -34,6 +37,8 @@ pub struct Session {
     pub connection: quinn::Connection,
     /// Features both sides agreed on.
     pub features: Arc<BTreeSet<String>>,
+    /// What the peer advertised in its hello (a broker's window).
+    pub theirs: Arc<hearth_protocol::features::Features>,
     /// The peer's `host` version.
     pub version: String,
     /// Who dialed.
@@ -66,7 +71,8 @@ enum Dial {
 #[derive(Debug)]
 struct State {
     outbound: Option<Session>,
-    inbound: Option<Session>,
+    /// Oldest first.
+    inbound: Vec<Session>,
     dial: Dial,
     last_error: Option<String>,
     /// A call has woken the dialer during the current backoff.
@@ -82,8 +88,15 @@ pub struct PeerLink {
     pub(super) connect_timeout: Duration,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
+    /// The mesh's, bumped with this link's.
+    mesh_changed: Arc<watch::Sender<u64>>,
+    duplicates: DuplicateConnections,
     wake: Notify,
 }
+
+/// Why an inbound connection was not kept.
+#[derive(Debug)]
+pub(super) struct AlreadyConnected;
 
 impl PeerLink {
     pub(super) fn new(
@@ -91,6 +104,8 @@ impl PeerLink {
         client: quinn::ClientConfig,
         refusal: super::tls::RefusalSlot,
         idle: Duration,
+        duplicates: DuplicateConnections,
+        mesh_changed: Arc<watch::Sender<u64>>,
     ) -> Self {
         let dial = if config.address.is_some() {
             Dial::Connecting { failures: 0 }
@@ -104,12 +119,14 @@ impl PeerLink {
             connect_timeout: idle.min(Duration::from_secs(5)),
             state: Mutex::new(State {
                 outbound: None,
-                inbound: None,
+                inbound: Vec::new(),
                 dial,
                 last_error: None,
                 nudged: false,
             }),
             changed: watch::channel(0).0,
+            mesh_changed,
+            duplicates,
             wake: Notify::new(),
         }
     }
@@ -131,14 +148,16 @@ impl PeerLink {
     fn update(&self, f: impl FnOnce(&mut State)) {
         f(&mut self.lock());
         self.changed.send_modify(|generation| *generation += 1);
+        self.mesh_changed.send_modify(|generation| *generation += 1);
     }
 
     /// A live connection, outbound first. One that has closed is skipped
     /// even before its serving task notices.
     fn live_session(state: &State) -> Option<Session> {
-        [&state.outbound, &state.inbound]
-            .into_iter()
-            .flatten()
+        state
+            .outbound
+            .iter()
+            .chain(state.inbound.iter().rev())
             .find(|s| s.connection.close_reason().is_none())
             .cloned()
     }
@@ -212,29 +231,61 @@ impl PeerLink {
         }
     }
 
-    /// Records an inbound connection, replacing an older one.
-    pub(super) fn set_inbound(&self, session: Session) {
-        let mut replaced = None;
-        self.update(|state| replaced = state.inbound.replace(session));
-        if let Some(old) = replaced {
+    /// Records an inbound connection under the duplicate-connection
+    /// policy; every case where another connection of the same node is
+    /// live is logged.
+    pub(super) fn set_inbound(&self, session: Session) -> Result<(), AlreadyConnected> {
+        let name = &self.config.name;
+        let mut replaced = Vec::new();
+        let mut refused = false;
+        self.update(|state| {
+            state
+                .inbound
+                .retain(|s| s.connection.close_reason().is_none());
+            if state.inbound.is_empty() {
+                state.inbound.push(session.clone());
+                return;
+            }
+            match self.duplicates {
+                DuplicateConnections::PreferNewest => {
+                    replaced = std::mem::take(&mut state.inbound);
+                    state.inbound.push(session.clone());
+                }
+                DuplicateConnections::PreferOldest => refused = true,
+                DuplicateConnections::AllowConcurrent => state.inbound.push(session.clone()),
+            }
+        });
+        let remote = session.connection.remote_address();
+        if refused {
+            tracing::warn!(peer = %name, %remote, policy = "prefer_oldest", "member_concurrent_connection: refused a second connection with this node's key; the first stays");
+            return Err(AlreadyConnected);
+        }
+        for old in replaced {
+            tracing::warn!(peer = %name, %remote, older = %old.connection.remote_address(), policy = "prefer_newest", "member_concurrent_connection: a newer connection with this node's key replaces the older one");
             old.connection.close(
                 hearth_protocol::mesh::close::REPLACED.into(),
                 b"replaced by a newer connection from the same node",
             );
         }
+        if self.duplicates == DuplicateConnections::AllowConcurrent && self.lock().inbound.len() > 1
+        {
+            tracing::warn!(peer = %name, %remote, policy = "allow_concurrent", connections = self.lock().inbound.len(), "member_concurrent_connection: another connection with this node's key, kept beside the others");
+        }
+        Ok(())
     }
 
     /// Forgets the inbound connection `connection`, if it is the current one.
     pub(super) fn clear_inbound(&self, connection: &quinn::Connection) {
         self.update(|state| {
-            if state
+            state
                 .inbound
-                .as_ref()
-                .is_some_and(|s| s.connection.stable_id() == connection.stable_id())
-            {
-                state.inbound = None;
-            }
+                .retain(|s| s.connection.stable_id() != connection.stable_id());
         });
+    }
+
+    /// What the peer advertised, while a connection is up.
+    pub fn advertised(&self) -> Option<Arc<hearth_protocol::features::Features>> {
+        Self::live_session(&self.lock()).map(|s| s.theirs)
     }
 
     /// What `host peers` shows.

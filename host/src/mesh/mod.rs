@@ -73,6 +73,7 @@ pub struct Mesh {
     listen: Option<SocketAddr>,
     advertise: Option<String>,
     node: OnceLock<Weak<dyn DynOperationEnv>>,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Mesh {
@@ -90,6 +91,7 @@ impl Mesh {
         )?);
         let mut links = BTreeMap::new();
         let mut by_key = HashMap::new();
+        let changed = Arc::new(tokio::sync::watch::channel(0).0);
         for peer in &config.peers {
             if peer.key == certificate.public_key() {
                 return Err(MeshError::SelfPeer(peer.name.clone()));
@@ -107,6 +109,8 @@ impl Mesh {
                 client,
                 refusal,
                 config.idle_timeout,
+                config.duplicate_connections,
+                changed.clone(),
             ));
             by_key.insert(peer.key, link.clone());
             links.insert(peer.name.clone(), link);
@@ -143,6 +147,7 @@ impl Mesh {
             listen,
             advertise: config.advertise.clone(),
             node: OnceLock::new(),
+            changed,
         }))
     }
 
@@ -267,5 +272,21 @@ impl PeerNetwork for Mesh {
 
     fn close(&self) {
         self.close();
+    }
+
+    fn peer_key(&self, name: &str) -> Option<[u8; 32]> {
+        self.links.get(name).map(|link| link.config.key)
+    }
+
+    fn peer_by_key(&self, key: &[u8; 32]) -> Option<String> {
+        self.by_key.get(key).map(|link| link.config.name.clone())
+    }
+
+    fn advertised(&self, name: &str) -> Option<Arc<Features>> {
+        self.links.get(name)?.advertised()
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.changed.subscribe())
     }
 }

@@ -13,6 +13,7 @@
 //! It imports the runtime and the capabilities below it, and reaches peers
 //! only through [`PeerNetwork`]; it knows no socket, frame or QUIC stream.
 
+pub mod messaging;
 pub mod native;
 pub mod peers;
 mod pipeline;
@@ -60,6 +61,19 @@ pub enum StartError {
     /// Two operations share a path.
     #[error(transparent)]
     Routing(#[from] hearth_registry::RoutingError),
+    /// The outbox, inbox or broker store could not be opened.
+    #[error(transparent)]
+    Messaging(#[from] crate::messaging::OpenError),
+    /// A plugin's message handler is not one of its operations.
+    #[error(
+        "plugin `{plugin}` names `{handler}` as its message handler, but exports no such operation; fix [capabilities.messages] handler in its plugin.toml"
+    )]
+    Handler {
+        /// The plugin.
+        plugin: String,
+        /// The handler it named.
+        handler: String,
+    },
 }
 
 /// A running node.
@@ -75,6 +89,7 @@ pub struct Node {
     limits: LimitsSection,
     started: Instant,
     calls: CallsInFlight,
+    messaging: Arc<messaging::Messaging>,
 }
 
 /// Calls from outside the node that are running, for draining at shutdown.
@@ -128,6 +143,10 @@ impl Node {
             );
             plugins.insert(plugin.name.clone(), Arc::new(plugin));
         }
+        let messaging = Arc::new(messaging::Messaging::open(
+            config,
+            message_handlers(&plugins)?,
+        )?);
         let native = native::NativeTable::new();
         let mut routes = RoutingTable::new();
         for (index, spec) in native.specs() {
@@ -160,6 +179,7 @@ impl Node {
                 limits: config.limits.clone(),
                 started: Instant::now(),
                 calls: CallsInFlight::default(),
+                messaging,
             }
         });
         Ok(node)
@@ -192,6 +212,17 @@ impl Node {
     /// The loaded plugins, by name.
     pub fn plugins(&self) -> &BTreeMap<String, Arc<LoadedPlugin>> {
         &self.plugins
+    }
+
+    /// The outbox, inbox and broker.
+    pub fn messaging(&self) -> &Arc<messaging::Messaging> {
+        &self.messaging
+    }
+
+    /// Starts the messaging workers; `serve` calls it once the peers are
+    /// attached.
+    pub fn start_messaging(self: &Arc<Self>) {
+        messaging::start(self);
     }
 
     /// The vault.
@@ -322,6 +353,39 @@ where
         }
     }
     Served::Done(outcome)
+}
+
+/// The plugins that handle messages: granted `messages` and naming a
+/// handler among their operations.
+fn message_handlers(
+    plugins: &BTreeMap<String, Arc<LoadedPlugin>>,
+) -> Result<Vec<messaging::Handler>, StartError> {
+    let mut handlers = Vec::new();
+    for plugin in plugins.values() {
+        let Some(grant) = &plugin.grants.messages else {
+            continue;
+        };
+        let Some(request) = &plugin.manifest.capabilities.messages else {
+            tracing::warn!(plugin = %plugin.name, "granted messages, but its plugin.toml names no [capabilities.messages] handler; it receives none");
+            continue;
+        };
+        if !plugin
+            .specs
+            .iter()
+            .any(|s| s.path.name() == request.handler)
+        {
+            return Err(StartError::Handler {
+                plugin: plugin.name.clone(),
+                handler: request.handler.clone(),
+            });
+        }
+        handlers.push(messaging::Handler {
+            plugin: plugin.name.clone(),
+            path: format!("/node/{}/{}", plugin.name, request.handler),
+            grant: grant.clone(),
+        });
+    }
+    Ok(handlers)
 }
 
 async fn load_plugin(runtime: &Runtime, source: &PluginSource) -> Result<LoadedPlugin, StartError> {

@@ -8,8 +8,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
+use hearth_protocol::features::Features;
 use hearth_registry::{CallError, OperationPath, ResponseEnvelope};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,14 @@ pub trait PeerNetwork: Send + Sync {
     fn advertised_address(&self) -> Option<String>;
     /// Closes every connection and stops dialing (the node is stopping).
     fn close(&self);
+    /// The pinned key of peer `name`.
+    fn peer_key(&self, name: &str) -> Option<[u8; 32]>;
+    /// The peer pinned to `key`.
+    fn peer_by_key(&self, key: &[u8; 32]) -> Option<String>;
+    /// What peer `name` advertised in its hello, while connected.
+    fn advertised(&self, name: &str) -> Option<Arc<Features>>;
+    /// Bumped whenever any peer connects, disconnects or changes state.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
 }
 
 /// A node with no mesh: no peers, nothing to dial.
@@ -93,6 +103,22 @@ impl PeerNetwork for NoPeers {
     }
 
     fn close(&self) {}
+
+    fn peer_key(&self, _: &str) -> Option<[u8; 32]> {
+        None
+    }
+
+    fn peer_by_key(&self, _: &[u8; 32]) -> Option<String> {
+        None
+    }
+
+    fn advertised(&self, _: &str) -> Option<Arc<Features>> {
+        None
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// Which side dialed a connection.

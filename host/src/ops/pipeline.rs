@@ -42,7 +42,7 @@ impl Node {
         // Calls from outside count for draining; a plugin's nested call
         // runs inside one of them.
         let _in_flight = match request.origin {
-            Origin::Plugin(_) => None,
+            Origin::Plugin(_) | Origin::Node(_) | Origin::Message(_) => None,
             Origin::Client(_) | Origin::Peer(_) => Some(self.admit()?),
         };
         let target = match self.resolve(&request.path) {
@@ -98,6 +98,8 @@ impl Node {
         request: CallRequest,
         path: OperationPath,
     ) -> Result<ResponseEnvelope, CallError> {
+        // A handler run's narrow scope, when that alone admits the call.
+        let mut narrowed = None;
         let route = match &request.origin {
             Origin::Peer(peer) => {
                 self.check_peer_call(peer, &path)?;
@@ -106,15 +108,37 @@ impl Node {
                     .map_err(|_| self.quiet_not_found(peer, &request.path))?
             }
             Origin::Plugin(caller) => {
-                crate::capabilities::env::check_grant(caller, &path, false)?;
+                if let Err(denied) = crate::capabilities::env::check_grant(caller, &path, false) {
+                    // A message handler may answer its message without a
+                    // grant: the operation checks the scope's bounds.
+                    match &caller.ctx.message {
+                        Some(scope) if super::messaging::is_message_scoped(&path) => {
+                            narrowed = Some(scope.clone());
+                        }
+                        _ => return Err(denied),
+                    }
+                }
                 self.check_depth(caller, &path)?;
                 self.routes.lookup(&path)?
             }
-            Origin::Client(_) => self.routes.lookup(&path)?,
+            Origin::Message(scope) => {
+                if path.namespace() != scope.plugin {
+                    return Err(CallError::new(
+                        ErrorCode::Denied,
+                        format!(
+                            "a message handler run calls only its own plugin `{}`, not {path}",
+                            scope.plugin
+                        ),
+                    ));
+                }
+                self.routes.lookup(&path)?
+            }
+            Origin::Client(_) | Origin::Node(_) => self.routes.lookup(&path)?,
         };
         // A plugin's nested call acts for its caller's identity, already
-        // checked at the door; everyone else is checked here.
-        if !matches!(request.origin, Origin::Plugin(_))
+        // checked at the door, and the node acts for itself; clients and
+        // peers are checked here.
+        if matches!(request.origin, Origin::Client(_) | Origin::Peer(_))
             && let Some(missing) = route
                 .spec
                 .scopes
@@ -129,7 +153,10 @@ impl Node {
                 ),
             ));
         }
-        let (ctx, input) = self.context(&route, request, path);
+        let (mut ctx, input) = self.context(&route, request, path);
+        if narrowed.is_some() {
+            ctx.message = narrowed;
+        }
         self.execute(route, ctx, &input).await
     }
 
@@ -177,6 +204,36 @@ impl Node {
                 chain: vec![path],
                 events,
                 from_peer: None,
+                message: None,
+                by_node: false,
+            },
+            Origin::Node(_) => CallContext {
+                request_id,
+                parent_request_id: None,
+                identity,
+                metadata,
+                deadline: outside_deadline(),
+                trusted: true,
+                depth: 0,
+                chain: vec![path],
+                events,
+                from_peer: None,
+                message: None,
+                by_node: true,
+            },
+            Origin::Message(scope) => CallContext {
+                request_id,
+                parent_request_id: None,
+                identity,
+                metadata,
+                deadline: outside_deadline(),
+                trusted: true,
+                depth: 0,
+                chain: vec![path],
+                events: None,
+                from_peer: None,
+                message: Some(scope),
+                by_node: false,
             },
             Origin::Peer(peer) => CallContext {
                 request_id,
@@ -189,6 +246,8 @@ impl Node {
                 chain: vec![path],
                 events,
                 from_peer: Some(peer.name),
+                message: None,
+                by_node: false,
             },
             Origin::Plugin(caller) => {
                 let parent = caller.ctx;
@@ -206,6 +265,8 @@ impl Node {
                     chain,
                     events: None,
                     from_peer: parent.from_peer,
+                    message: None,
+                    by_node: false,
                 }
             }
         };
@@ -222,7 +283,16 @@ impl Node {
         // Decide depth and deadline while the origin is borrowed.
         let (depth, deadline, send_deadline, nested) = match &request.origin {
             Origin::Peer(origin) => return Err(self.no_third_node(origin)),
-            Origin::Client(_) => {
+            Origin::Message(scope) => {
+                return Err(CallError::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "a message handler run calls only its own plugin `{}`, not another node",
+                        scope.plugin
+                    ),
+                ));
+            }
+            Origin::Client(_) | Origin::Node(_) => {
                 // Without a deadline of its own the call gets the peer's
                 // limit for the operation (or runs as long as a
                 // subscription may), so only an explicit one travels.
@@ -382,7 +452,7 @@ impl Node {
         let result = match &route.owner {
             Owner::Native(index) => self
                 .native
-                .handle(self, *index, input_value)
+                .handle(self, &ctx, *index, input_value)
                 .await
                 .map(|output| (output, Source::Host)),
             Owner::Plugin(name) => self.run_plugin(name, &route, ctx, input).await,

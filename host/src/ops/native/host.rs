@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Empty, NativeOp};
+use crate::call::CallContext;
 use crate::ops::Node;
 use crate::ops::peers::{MeshVersion, PeerState, PeerStatus};
 
@@ -34,7 +35,7 @@ impl NativeOp for Ping {
     const NAME: &'static str = "ping";
     const DESCRIPTION: &'static str = "Check the node is up; returns its name, version and uptime.";
 
-    async fn run(node: &Node, _: Empty) -> Result<NodeStatus, CallError> {
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<NodeStatus, CallError> {
         Ok(NodeStatus {
             node: node.name().to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -61,7 +62,7 @@ impl NativeOp for Echo {
     const NAME: &'static str = "echo";
     const DESCRIPTION: &'static str = "Reply with the message, natively: /node/echo/ping without a plugin, to measure the transport.";
 
-    async fn run(_: &Node, input: EchoMessage) -> Result<EchoMessage, CallError> {
+    async fn run(_: &Node, _: &CallContext, input: EchoMessage) -> Result<EchoMessage, CallError> {
         Ok(input)
     }
 }
@@ -94,7 +95,7 @@ impl NativeOp for Version {
     const DESCRIPTION: &'static str =
         "Versions of the node, its WIT package and its wire protocol.";
 
-    async fn run(node: &Node, _: Empty) -> Result<VersionInfo, CallError> {
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<VersionInfo, CallError> {
         let peers = node.peers();
         Ok(VersionInfo {
             node: node.name().to_owned(),
@@ -142,7 +143,7 @@ impl NativeOp for Ops {
     const DESCRIPTION: &'static str = "Every operation this node serves, with kind and schemas.";
     const SCOPES: &'static [&'static str] = &["host:read"];
 
-    async fn run(node: &Node, _: Empty) -> Result<Vec<OpEntry>, CallError> {
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<Vec<OpEntry>, CallError> {
         Ok(node
             .routes()
             .iter()
@@ -238,7 +239,7 @@ impl NativeOp for Plugins {
     const DESCRIPTION: &'static str = "Loaded plugins with versions and grants.";
     const SCOPES: &'static [&'static str] = &["host:read"];
 
-    async fn run(node: &Node, _: Empty) -> Result<Vec<PluginEntry>, CallError> {
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<Vec<PluginEntry>, CallError> {
         Ok(node
             .plugins()
             .values()
@@ -314,7 +315,7 @@ impl NativeOp for Peers {
         "Every configured peer: state, round-trip time, negotiated features, last error.";
     const SCOPES: &'static [&'static str] = &["host:read"];
 
-    async fn run(node: &Node, _: Empty) -> Result<PeerList, CallError> {
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<PeerList, CallError> {
         let peers = node.peers();
         Ok(PeerList {
             node: node.name().to_owned(),
@@ -365,7 +366,7 @@ impl NativeOp for Id {
     const NAME: &'static str = "id";
     const DESCRIPTION: &'static str = "The node's public identity key and fingerprint.";
 
-    async fn run(node: &Node, _: Empty) -> Result<IdentityInfo, CallError> {
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<IdentityInfo, CallError> {
         let mut id = IdentityInfo::of(node.vault().identity());
         id.node = Some(node.name().to_owned());
         id.address = node.peers().advertised_address();

@@ -1,5 +1,5 @@
-//! Native operations: what the node itself serves, under `/node/host/*`
-//! and `/node/vault/*`.
+//! Native operations: what the node itself serves, under `/node/host/*`,
+//! `/node/vault/*`, `/node/msg/*` and `/node/broker/*`.
 //!
 //! Each is a type implementing [`NativeOp`] — typed input and output, spec
 //! and handler in one place — listed once in [`NativeTable::new`]. The
@@ -7,7 +7,9 @@
 //! calls to these, so any client sees exactly what the CLI sees; the output
 //! types are public so the CLI prints from them.
 
+pub mod broker;
 pub mod host;
+pub mod msg;
 pub mod vault;
 
 use std::future::Future;
@@ -19,6 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Node;
+use crate::call::CallContext;
 
 /// One native operation.
 pub trait NativeOp: 'static {
@@ -40,9 +43,10 @@ pub trait NativeOp: 'static {
     /// field but never echo the value.
     const SECRET_INPUT: bool = false;
 
-    /// Runs the operation.
+    /// Runs the operation for the call `ctx`.
     fn run(
         node: &Node,
+        ctx: &CallContext,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, CallError>> + Send;
 }
@@ -50,6 +54,7 @@ pub trait NativeOp: 'static {
 /// A native handler with its types erased.
 type Handler = for<'a> fn(
     &'a Node,
+    &'a CallContext,
     serde_json::Value,
 ) -> Pin<
     Box<dyn Future<Output = Result<serde_json::Value, CallError>> + Send + 'a>,
@@ -71,10 +76,11 @@ pub struct NativeTable {
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
-fn erased<Op: NativeOp>(
-    node: &Node,
+fn erased<'a, Op: NativeOp>(
+    node: &'a Node,
+    ctx: &'a CallContext,
     input: serde_json::Value,
-) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, CallError>> + Send + '_>>
+) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, CallError>> + Send + 'a>>
 where
     Op::Output: Send,
 {
@@ -94,7 +100,7 @@ where
                 ),
             )
         })?;
-        let output = Op::run(node, input).await?;
+        let output = Op::run(node, ctx, input).await?;
         serde_json::to_value(output)
             .map_err(|e| CallError::new(ErrorCode::Failed, format!("cannot encode output: {e}")))
     })
@@ -137,6 +143,18 @@ impl NativeTable {
             entry::<vault::Status>(),
             entry::<vault::Unlock>(),
             entry::<vault::Lock>(),
+            entry::<msg::Send>(),
+            entry::<msg::Post>(),
+            entry::<msg::InboxList>(),
+            entry::<msg::OutboxList>(),
+            entry::<msg::Requeue>(),
+            entry::<msg::Drop>(),
+            entry::<msg::Topics>(),
+            entry::<msg::Subscribe>(),
+            entry::<msg::Deliver>(),
+            entry::<broker::Publishes>(),
+            entry::<broker::Subscriptions>(),
+            entry::<broker::Stats>(),
         ];
         let entries = entries
             .into_iter()
@@ -167,6 +185,7 @@ impl NativeTable {
     pub async fn handle(
         &self,
         node: &Node,
+        ctx: &CallContext,
         index: usize,
         input: serde_json::Value,
     ) -> Result<serde_json::Value, CallError> {
@@ -176,7 +195,7 @@ impl NativeTable {
                 format!("no native operation number {index}"),
             )
         })?;
-        (entry.handle)(node, input).await
+        (entry.handle)(node, ctx, input).await
     }
 }
 
@@ -193,7 +212,7 @@ mod tests {
     #[test]
     fn every_native_operation_has_a_valid_spec() {
         let table = NativeTable::new();
-        assert_eq!(table.entries.len(), 10);
+        assert_eq!(table.entries.len(), 22);
         let index = |path: &str| {
             table
                 .specs()

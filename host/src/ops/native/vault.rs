@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::host::IdentityInfo;
 use super::{Empty, NativeOp};
+use crate::call::CallContext;
 use crate::capabilities::vault::to_call_error;
 use crate::ops::Node;
 use crate::vault::{Unlocked, VaultState};
@@ -50,7 +51,7 @@ impl NativeOp for Status {
     const DESCRIPTION: &'static str =
         "Whether the vault is absent, locked or unlocked, and the node identity.";
 
-    async fn run(node: &Node, _: Empty) -> Result<VaultStatusInfo, CallError> {
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<VaultStatusInfo, CallError> {
         Ok(status(node))
     }
 }
@@ -77,7 +78,11 @@ impl NativeOp for Unlock {
     const SCOPES: &'static [&'static str] = &["vault:admin"];
     const SECRET_INPUT: bool = true;
 
-    async fn run(node: &Node, input: UnlockInput) -> Result<VaultStatusInfo, CallError> {
+    async fn run(
+        node: &Node,
+        _: &CallContext,
+        input: UnlockInput,
+    ) -> Result<VaultStatusInfo, CallError> {
         let passphrase = zeroize::Zeroizing::new(input.passphrase);
         let vault = node.vault().clone();
         // Argon2id takes a good fraction of a second: off the async threads.
@@ -106,7 +111,7 @@ impl NativeOp for Lock {
     const DESCRIPTION: &'static str = "Lock the vault: wipe the seed from memory.";
     const SCOPES: &'static [&'static str] = &["vault:admin"];
 
-    async fn run(node: &Node, _: Empty) -> Result<VaultStatusInfo, CallError> {
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<VaultStatusInfo, CallError> {
         node.vault().lock().map_err(to_call_error)?;
         Ok(status(node))
     }

@@ -1,0 +1,334 @@
+//! The outbox's worker: claims due rows, hands them to the broker in
+//! batches (`/<broker>/broker/publish`), and records what became of each.
+//!
+//! A row the broker acknowledged is done; one it refused for its content
+//! (a conflict, invalid input) is dead at once; one it refused otherwise
+//! is retried with backoff and counts toward `max_attempts`; a broker that
+//! cannot be reached does not count against the message (only `max_age`
+//! bounds that wait). Before sending it keeps the broker's topic set for
+//! this node current, and keeps `max_age` inside the broker's dedupe
+//! window.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use hearth_registry::{CallError, ErrorCode};
+use tokio::sync::watch;
+
+use super::{BrokerRoute, HOP_TIMEOUT, Messaging, SEND_BATCH, after, backoff, until};
+use crate::call::{CallRequest, OperationEnv};
+use crate::messaging::db::now_ms;
+use crate::messaging::outbox::{Claimed, Outcome};
+use crate::messaging::{DbError, Target};
+use crate::ops::Node;
+use crate::ops::native::broker::{PublishInput, PublishItem, PublishOutput, SubscriptionsInput};
+
+pub(super) async fn run(
+    node: Weak<Node>,
+    messaging: Arc<Messaging>,
+    mut changes: Option<watch::Receiver<u64>>,
+) {
+    match messaging.stores.outbox.recover_inflight().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            rows = n,
+            "outbox: rows left inflight by the last run are pending again"
+        ),
+        Err(err) => tracing::error!(error = %err, "outbox: cannot recover inflight rows"),
+    }
+    let mut last_prune = 0;
+    loop {
+        let sent = {
+            let Some(node) = node.upgrade() else { return };
+            if now_ms() - last_prune > 60_000 {
+                last_prune = now_ms();
+                prune(&messaging).await;
+            }
+            round(&node, &messaging).await
+        };
+        let wait = match sent {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => until(messaging.stores.outbox.next_due().await.ok().flatten()),
+            Err(err) => {
+                tracing::warn!(error = %err, "outbox: cannot read or update the outbox");
+                super::IDLE_POLL
+            }
+        };
+        let peer_change = async {
+            match changes.as_mut() {
+                Some(changes) => changes.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = messaging.outbox_ready.notified() => {}
+            changed = peer_change => {
+                if !changed {
+                    changes = None;
+                }
+                // The broker may have come back: try what waited for it.
+                let _ = messaging.stores.outbox.wake_waiting().await;
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Drops done rows older than the age limit: a resend after that would not
+/// be deduped by the broker either.
+async fn prune(messaging: &Messaging) {
+    let max_age = messaging.max_age().effective;
+    let cutoff = now_ms() - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    if let Err(err) = messaging.stores.outbox.prune_done(cutoff).await {
+        tracing::warn!(error = %err, "outbox: cannot prune done rows");
+    }
+}
+
+/// One round: topics, expiry, one batch. Returns how many rows it sent.
+async fn round(node: &Node, messaging: &Messaging) -> Result<usize, DbError> {
+    let Some(broker) = messaging.broker() else {
+        return Ok(0);
+    };
+    if let BrokerRoute::Peer(name) = &broker
+        && let Some(features) = node.peers().advertised(name)
+    {
+        match features.broker_window_s() {
+            Some(window) => messaging.fit_max_age(name, window),
+            None => {
+                return refuse_all(
+                    messaging,
+                    format!(
+                        "peer `{name}` is not a message broker (it does not advertise the `broker` feature); set [broker] enabled = true on it"
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+    let max_age = messaging.max_age();
+    let cutoff = now_ms() - i64::try_from(max_age.effective.as_millis()).unwrap_or(i64::MAX);
+    let expired = messaging
+        .stores
+        .outbox
+        .expire(
+            cutoff,
+            format!(
+                "not acknowledged by the broker within max_age ({:.1}h)",
+                max_age.effective.as_secs_f64() / 3600.0
+            ),
+        )
+        .await?;
+    if expired > 0 {
+        tracing::warn!(
+            rows = expired,
+            "outbox: messages older than max_age are dead; `host msg outbox --status dead` lists them"
+        );
+    }
+    if messaging.topics_dirty.swap(false, Ordering::SeqCst)
+        && let Err(err) = sync_topics(node, messaging, &broker).await
+    {
+        messaging.topics_dirty.store(true, Ordering::SeqCst);
+        tracing::debug!(error = %err, "outbox: the broker has not heard this node's topics yet");
+    }
+    let claimed = messaging.stores.outbox.claim(SEND_BATCH).await?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let count = claimed.len();
+    let outcomes = publish(node, messaging, &broker, claimed).await;
+    messaging
+        .stores
+        .outbox
+        .settle(outcomes, messaging.config.max_attempts)
+        .await?;
+    Ok(count)
+}
+
+/// Marks every due row as waiting for `reason` (nothing is sent).
+async fn refuse_all(messaging: &Messaging, reason: String) -> Result<usize, DbError> {
+    let claimed = messaging.stores.outbox.claim(SEND_BATCH).await?;
+    let wait = messaging.config.retry_max;
+    let outcomes = claimed
+        .into_iter()
+        .map(|row| {
+            (
+                row.id,
+                Outcome::Retry {
+                    error: reason.clone(),
+                    at: after(wait),
+                    counts: false,
+                },
+            )
+        })
+        .collect();
+    messaging
+        .stores
+        .outbox
+        .settle(outcomes, messaging.config.max_attempts)
+        .await?;
+    Ok(0)
+}
+
+async fn sync_topics(
+    node: &Node,
+    messaging: &Messaging,
+    broker: &BrokerRoute,
+) -> Result<(), CallError> {
+    let topics = messaging
+        .stores
+        .outbox
+        .topics()
+        .await
+        .map_err(super::db_error)?;
+    let input = serde_json::to_string(&SubscriptionsInput { topics })
+        .map_err(|e| CallError::new(ErrorCode::Failed, e.to_string()))?;
+    node.call(CallRequest::from_node(
+        "messaging",
+        broker.path("subscriptions"),
+        input,
+        HOP_TIMEOUT,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Hands `claimed` to the broker; what became of each row.
+async fn publish(
+    node: &Node,
+    messaging: &Messaging,
+    broker: &BrokerRoute,
+    claimed: Vec<Claimed>,
+) -> Vec<(String, Outcome)> {
+    let items: Vec<PublishItem> = claimed
+        .iter()
+        .map(|row| {
+            let message = &row.message;
+            let (to, topic) = match &message.target {
+                Target::Node(to) => (Some(to.clone()), None),
+                Target::Topic(topic) => (None, Some(topic.clone())),
+            };
+            PublishItem {
+                client_message_id: message.client_message_id.clone(),
+                to,
+                topic,
+                body: serde_json::from_str(&message.body)
+                    .unwrap_or(serde_json::Value::String(message.body.clone())),
+                meta: message
+                    .meta
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str(m).ok()),
+                sent_at: Some(row.enqueued_at),
+                digest: message.digest(),
+            }
+        })
+        .collect();
+    let retry = |row: &Claimed, error: &CallError| {
+        // An absent or slow broker is not the message's fault.
+        let counts = !matches!(error.code, ErrorCode::Unavailable | ErrorCode::Timeout);
+        let wait = backoff(
+            row.attempts,
+            messaging.config.retry_min,
+            messaging.config.retry_max,
+        );
+        Outcome::Retry {
+            error: format!("{}: {}", error.code.as_str(), error.message),
+            at: after(wait),
+            counts,
+        }
+    };
+    let input = match serde_json::to_string(&PublishInput { messages: items }) {
+        Ok(input) => input,
+        Err(e) => {
+            let error = CallError::new(ErrorCode::Failed, e.to_string());
+            return claimed
+                .iter()
+                .map(|row| (row.id.clone(), retry(row, &error)))
+                .collect();
+        }
+    };
+    let reply = node
+        .call(CallRequest::from_node(
+            "messaging",
+            broker.path("publish"),
+            input,
+            HOP_TIMEOUT,
+        ))
+        .await
+        .and_then(|envelope| {
+            serde_json::from_value::<PublishOutput>(envelope.output).map_err(|e| {
+                CallError::new(
+                    ErrorCode::Failed,
+                    format!("the broker's answer is not understood: {e}"),
+                )
+            })
+        });
+    let output = match reply {
+        Ok(output) => output,
+        Err(error) => {
+            return claimed
+                .iter()
+                .map(|row| (row.id.clone(), retry(row, &error)))
+                .collect();
+        }
+    };
+    let mut results: HashMap<String, _> = output
+        .results
+        .into_iter()
+        .map(|r| (r.client_message_id.clone(), r))
+        .collect();
+    claimed
+        .iter()
+        .map(|row| {
+            let outcome = match results.remove(&row.message.client_message_id) {
+                Some(result) => match (result.accepted, result.error) {
+                    (Some(accepted), _) => Outcome::Delivered(match accepted {
+                        crate::messaging::broker::Accepted::New {
+                            broker_message_id, ..
+                        }
+                        | crate::messaging::broker::Accepted::Duplicate { broker_message_id } => {
+                            broker_message_id
+                        }
+                    }),
+                    (None, Some(error))
+                        if error.code == ErrorCode::Conflict.as_str()
+                            || error.code == ErrorCode::InvalidInput.as_str() =>
+                    {
+                        Outcome::Dead(format!("{}: {}", error.code, error.message))
+                    }
+                    (None, error) => {
+                        let error = error.map_or_else(
+                            || CallError::new(ErrorCode::Failed, "no result"),
+                            |e| CallError::new(code_of(&e.code), e.message),
+                        );
+                        retry(row, &error)
+                    }
+                },
+                None => retry(
+                    row,
+                    &CallError::new(ErrorCode::Failed, "the broker did not answer for it"),
+                ),
+            };
+            (row.id.clone(), outcome)
+        })
+        .collect()
+}
+
+fn code_of(text: &str) -> ErrorCode {
+    use ErrorCode::*;
+    [
+        NotFound,
+        Denied,
+        InvalidInput,
+        Timeout,
+        Unavailable,
+        ResourceExhausted,
+        Trapped,
+        Locked,
+        Conflict,
+        Failed,
+    ]
+    .into_iter()
+    .find(|code| code.as_str() == text)
+    .unwrap_or(Failed)
+}
