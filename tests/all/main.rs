@@ -7,6 +7,7 @@ mod config;
 mod docker;
 mod limits;
 mod mesh;
+mod messaging;
 mod serve;
 mod socket;
 mod vault;

@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 
 use crate::docker::{Cleanup, IMAGE, engine, subscribe};
 
-const PASSPHRASE: &str = "mesh test passphrase";
+pub(crate) const PASSPHRASE: &str = "mesh test passphrase";
 
 /// A node before it starts: a directory with a vault, its key, its port.
-struct Seat {
-    dir: tempfile::TempDir,
-    name: &'static str,
-    key: String,
-    port: u16,
+pub(crate) struct Seat {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) name: &'static str,
+    pub(crate) key: String,
+    pub(crate) port: u16,
 }
 
 fn free_udp_port() -> u16 {
@@ -30,7 +30,7 @@ fn free_udp_port() -> u16 {
 }
 
 /// Creates `name`'s directory and vault; its key is what `vault init` printed.
-fn seat(name: &'static str) -> Seat {
+pub(crate) fn seat(name: &'static str) -> Seat {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(host_bin())
         .args(["vault", "init"])
@@ -60,7 +60,7 @@ fn seat(name: &'static str) -> Seat {
 
 impl Seat {
     /// This seat as a `[peers.<name>]` entry; `dial` adds its address.
-    fn as_peer(&self, dial: bool, extra: &str) -> String {
+    pub(crate) fn as_peer(&self, dial: bool, extra: &str) -> String {
         let address = if dial {
             format!("address = \"127.0.0.1:{}\"\n", self.port)
         } else {
@@ -78,7 +78,7 @@ impl Seat {
 
     /// Starts `host serve` listening on this seat's port; `mesh` goes into
     /// `[mesh]`, `rest` after it.
-    fn start(self, mesh: &str, rest: &str) -> TestNode {
+    pub(crate) fn start(self, mesh: &str, rest: &str) -> TestNode {
         let stack = format!(
             "[node]\nname = \"{}\"\n[mesh]\nlisten = \"127.0.0.1:{}\"\nidle_timeout_ms = 1500\n{mesh}\n{rest}",
             self.name, self.port
@@ -88,7 +88,7 @@ impl Seat {
 }
 
 /// `host peers --json` on `node`, the entry for `peer`.
-fn peer_status(node: &TestNode, peer: &str) -> Value {
+pub(crate) fn peer_status(node: &TestNode, peer: &str) -> Value {
     let peers = node.cli(&["peers", "--json"]).ok_json();
     peers["peers"]
         .as_array()
@@ -100,7 +100,7 @@ fn peer_status(node: &TestNode, peer: &str) -> Value {
 }
 
 /// Waits until `node` reports `peer` in `state`.
-fn wait_for_state(node: &TestNode, peer: &str, state: &str) -> Value {
+pub(crate) fn wait_for_state(node: &TestNode, peer: &str, state: &str) -> Value {
     let started = Instant::now();
     loop {
         let status = peer_status(node, peer);
@@ -117,7 +117,7 @@ fn wait_for_state(node: &TestNode, peer: &str, state: &str) -> Value {
 }
 
 /// Waits until `node`'s log contains `needle`.
-fn wait_for_log(node: &TestNode, needle: &str) -> String {
+pub(crate) fn wait_for_log(node: &TestNode, needle: &str) -> String {
     let started = Instant::now();
     loop {
         let logs = node.logs();

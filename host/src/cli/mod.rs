@@ -1,11 +1,12 @@
 //! The `host` command line: `serve`, `call`, `ops`, `plugins`, `peers`,
-//! `version`, `id`, `vault`, `bench`.
+//! `version`, `id`, `vault`, `msg`, `bench`.
 //!
 //! Every command but `serve` is a client of a running node through
 //! [`crate::client`]; `ops` and `plugins` are calls to `/node/host/*`, so
 //! the CLI shows exactly what any client would see.
 
 mod bench;
+mod msg;
 mod output;
 mod passphrase;
 mod serve;
@@ -91,6 +92,11 @@ enum Command {
     Version {
         #[command(flatten)]
         format: Format,
+    },
+    /// Messages: send, post, tail, inbox, outbox, requeue, drop, topics.
+    Msg {
+        #[command(subcommand)]
+        command: msg::MsgCommand,
     },
     /// Load-test an operation: calls/s, latency percentiles, errors.
     Bench {
@@ -268,6 +274,7 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             };
             bench::run(plan, format.json).await
         }
+        Command::Msg { command } => msg::run(socket, command).await,
         Command::Peers { format } => {
             show(socket, format.json, "/node/host/peers", output::print_peers).await
         }

@@ -5,6 +5,7 @@
 //! calls any path (only granted paths succeed). `cycle` calls itself until
 //! the host's depth bound stops it. `gather` calls several operations,
 //! on this node or on peers, and returns each answer or error.
+//! `on-message` handles inbox messages: it replies to each sender.
 
 use hearth_sdk::env;
 use hearth_sdk::prelude::*;
@@ -126,6 +127,84 @@ fn gather(_cx: &Context, input: GatherInput) -> Result<GatherOutput, CallError> 
     Ok(GatherOutput { results })
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct Sender {
+    /// The sending node's key.
+    key: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct InboxMessage {
+    /// This node's id for the message.
+    id: String,
+    /// Who sent it.
+    from: Sender,
+    /// The topic it came on, if any.
+    #[serde(default)]
+    topic: Option<String>,
+    /// Its body (a string of its first bytes when `truncated`).
+    body: serde_json::Value,
+    /// Whether the body was cut to the node's handler limit.
+    #[serde(default)]
+    truncated: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Handled {
+    /// The reply's id in this node's outbox.
+    reply: String,
+    /// What trying to send elsewhere gave (it must be refused).
+    elsewhere: Option<String>,
+}
+
+/// The message handler: replies to the sender (the one thing its scope
+/// allows besides posting to the topic) and, when the body asks it to,
+/// tries to send to another node to show that is refused.
+fn on_message(_cx: &Context, message: InboxMessage) -> Result<Handled, CallError> {
+    // Never answer an answer: two relays would reply to each other forever.
+    if message.body.get("re").is_some() {
+        return Ok(Handled {
+            reply: String::new(),
+            elsewhere: None,
+        });
+    }
+    let elsewhere = message
+        .body
+        .get("try_send_to")
+        .and_then(|v| v.as_str())
+        .map(|to| {
+            match env::call::<_, serde_json::Value>(
+                "/node/msg/send",
+                &serde_json::json!({ "to": to, "body": "sneaky" }),
+            ) {
+                Ok(_) => "sent".to_owned(),
+                Err(err) => format!("{}: {}", err.code.as_str(), err.message),
+            }
+        });
+    let reply: env::Reply<serde_json::Value> = env::call(
+        "/node/msg/send",
+        &serde_json::json!({
+            "to": message.from.key,
+            "client_message_id": format!("re-{}", message.id),
+            "body": {
+                "re": message.body,
+                "topic": message.topic,
+                "truncated": message.truncated,
+                "elsewhere": elsewhere,
+            },
+        }),
+    )?;
+    Ok(Handled {
+        reply: reply
+            .output
+            .get("client_message_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        elsewhere,
+    })
+}
+
 struct Relay;
 
 impl Plugin for Relay {
@@ -149,6 +228,11 @@ impl Plugin for Relay {
             "cycle",
             "Call itself until the depth bound stops it.",
             cycle,
+        );
+        ops.mutation(
+            "on-message",
+            "Message handler: replies to the sender of each message it is granted.",
+            on_message,
         );
     }
 }

@@ -1,0 +1,485 @@
+//! Messaging end to end: real `host serve` processes — a broker (`hub`), a
+//! sending node (`a`) and a receiving node (`b`) whose `relay` plugin
+//! handles messages — paired as operators pair nodes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearth_host::client::{CallOptions, Client};
+use hearth_tests::TestNode;
+use serde_json::{Value, json};
+
+use crate::mesh::{Seat, seat, wait_for_state};
+
+/// The three nodes of a messaging test.
+struct Trio {
+    hub: TestNode,
+    a: TestNode,
+    b: TestNode,
+    a_key: String,
+    b_key: String,
+    hub_key: String,
+}
+
+/// Starts hub (broker), a and b (members dialing the hub); `b_extra` goes
+/// into b's stack (its plugins), `hub_extra` into the hub's `[broker]`.
+fn trio(b_extra: &str, hub_extra: &str) -> Trio {
+    let (hub, a, b) = (seat("hub"), seat("a"), seat("b"));
+    let (a_key, b_key, hub_key) = (a.key.clone(), b.key.clone(), hub.key.clone());
+    let hub_rest = format!(
+        "{}{}[broker]\nenabled = true\n{hub_extra}\n",
+        a.as_peer(false, ""),
+        b.as_peer(false, "")
+    );
+    let member = |hub: &Seat, extra: &str| {
+        format!(
+            "{}[messaging]\nbroker = \"hub\"\nretry_min_ms = 50\nretry_max_ms = 1000\n{extra}\n",
+            hub.as_peer(true, "")
+        )
+    };
+    let a_rest = member(&hub, "");
+    let b_rest = member(&hub, b_extra);
+    let hub = hub.start("", &hub_rest);
+    let a = a.start("", &a_rest);
+    let b = b.start("", &b_rest);
+    wait_for_state(&a, "hub", "connected");
+    wait_for_state(&b, "hub", "connected");
+    Trio {
+        hub,
+        a,
+        b,
+        a_key,
+        b_key,
+        hub_key,
+    }
+}
+
+fn cli_json(node: &TestNode, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    node.cli(&all).ok_json()
+}
+
+/// Waits until `check` on `node`'s inbox (all pages) holds.
+fn wait_inbox(node: &TestNode, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let messages = inbox(node);
+        if check(&messages) {
+            return messages;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: inbox is {messages:#?}\nlogs:\n{}",
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every inbox message, paging with `since`.
+fn inbox(node: &TestNode) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut since = 0;
+    loop {
+        let page = node
+            .cli(&[
+                "call",
+                "/node/msg/inbox",
+                &json!({ "since": since, "limit": 1000 }).to_string(),
+            ])
+            .ok_json();
+        let messages = page["messages"].as_array().unwrap().clone();
+        all.extend(messages);
+        match page["next"].as_i64() {
+            Some(next) => since = next,
+            None => return all,
+        }
+    }
+}
+
+#[test]
+fn a_message_crosses_the_broker_to_a_subscriber_and_a_plugin_handler() {
+    let trio = trio(
+        "handler_max_bytes = 120\n[plugins.relay]\ngrants.messages = { direct = true, topics = [\"news\"] }\n",
+        "",
+    );
+    let Trio {
+        hub,
+        a,
+        b,
+        a_key,
+        b_key,
+        hub_key,
+    } = &trio;
+    // b follows the topic; the broker hears it through b's outbox worker.
+    let topics = b.cli(&["msg", "topics", "--subscribe", "news"]);
+    assert!(topics.stdout().contains("news"), "{}", topics.stdout());
+
+    // A client of b subscribed to its inbox.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let streamed = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let socket = b.socket().to_owned();
+    let sink = streamed.clone();
+    runtime.spawn(async move {
+        let client = Client::connect(&socket).await.unwrap();
+        let _ = client
+            .call_with_events(
+                "/node/msg/subscribe",
+                "{}",
+                CallOptions::default(),
+                |event| {
+                    sink.lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&event).unwrap())
+                },
+            )
+            .await;
+    });
+
+    // By key, by a name only the broker knows, and to the topic (once the
+    // broker has b's subscription).
+    let sent = cli_json(a, &["msg", "send", b_key, r#"{"hello": 1}"#, "--id", "m-1"]);
+    assert_eq!(sent["client_message_id"], "m-1");
+    assert_eq!(sent["duplicate"], false);
+    cli_json(a, &["msg", "send", "b", r#"{"hello": 2}"#]);
+    let started = Instant::now();
+    while cli_json(hub, &["msg", "broker"])["subscriptions"] != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "b's topics never reached the hub"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cli_json(a, &["msg", "post", "news", r#"{"headline": "x"}"#]);
+    // Longer than b's handler limit: the handler sees it cut and marked.
+    let long = json!({ "long": "y".repeat(200) }).to_string();
+    cli_json(a, &["msg", "send", b_key, &long]);
+    // The handler may not send to anyone but the sender.
+    let sneaky = json!({ "try_send_to": hub_key }).to_string();
+    cli_json(a, &["msg", "send", b_key, &sneaky]);
+
+    let got = wait_inbox(b, "b gets five messages", |m| m.len() == 5);
+    assert!(
+        got.iter().all(|m| m["from"]["key"] == a_key.as_str()),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().all(|m| m["from"]["name"].is_null()),
+        "b does not know a by name"
+    );
+    assert_eq!(got[0]["client_message_id"], "m-1");
+    assert_eq!(got[0]["body"], json!({ "hello": 1 }));
+    assert_eq!(got[2]["topic"], "news");
+
+    // The subscriber saw the same five, in order.
+    let started = Instant::now();
+    while streamed.lock().unwrap().len() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the subscription saw {:?}",
+            streamed.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen: Vec<Value> = streamed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].clone())
+        .collect();
+    let stored: Vec<Value> = got.iter().map(|m| m["seq"].clone()).collect();
+    assert_eq!(seen, stored);
+
+    // The relay's handler answered each one, from b, with what it saw.
+    let replies = wait_inbox(a, "a gets five replies", |m| m.len() == 5);
+    assert!(
+        replies
+            .iter()
+            .all(|m| m["from"]["name"].is_null() && m["from"]["key"] == b_key.as_str())
+    );
+    let by_hello: Vec<&Value> = replies.iter().map(|m| &m["body"]["re"]).collect();
+    assert!(by_hello.contains(&&json!({ "hello": 1 })), "{replies:#?}");
+    let cut = replies
+        .iter()
+        .find(|m| m["body"]["truncated"] == true)
+        .expect("the long body reached the handler truncated");
+    assert!(cut["body"]["re"].as_str().unwrap().len() <= 120);
+    let refused = replies
+        .iter()
+        .find_map(|m| m["body"]["elsewhere"].as_str())
+        .expect("the handler tried to send elsewhere");
+    assert!(refused.starts_with("denied:"), "{refused}");
+    assert!(
+        refused.contains("may only reply to the sender"),
+        "{refused}"
+    );
+
+    // A resend with the same id is a no-op; other content is a conflict.
+    let again = cli_json(a, &["msg", "send", b_key, r#"{"hello": 1}"#, "--id", "m-1"]);
+    assert_eq!(again["duplicate"], true);
+    let conflict = a.cli(&["msg", "send", b_key, r#"{"hello": 99}"#, "--id", "m-1"]);
+    assert_eq!(conflict.code(), 1);
+    assert!(
+        conflict.stderr().contains("error[conflict]"),
+        "{}",
+        conflict.stderr()
+    );
+
+    // The outbox drained; the broker stored 5 + 5 replies, no duplicate.
+    let outbox = cli_json(a, &["msg", "outbox"]);
+    assert_eq!(outbox["counts"]["done"], 5, "{outbox}");
+    assert_eq!(outbox["max_age_hours"], 23.0);
+    let stats = cli_json(hub, &["msg", "broker"]);
+    assert_eq!(stats["accepted"], 10, "{stats}");
+    assert_eq!(stats["dedupe_window_s"], 86_400);
+    assert_eq!(inbox(b).len(), 5);
+    drop(trio);
+}
+
+#[test]
+fn a_broker_refuses_malformed_and_conflicting_messages_without_effect() {
+    let trio = trio("", "");
+    let Trio { hub, a, b_key, .. } = &trio;
+    let before = cli_json(hub, &["msg", "broker"]);
+    // A peer's client calls the broker directly with bad messages.
+    let bad = json!({ "messages": [
+        { "client_message_id": "has space", "to": b_key, "body": 1, "digest": "d" },
+        { "client_message_id": "both", "to": b_key, "topic": "t", "body": 1, "digest": "d" },
+        { "client_message_id": "neither", "body": 1, "digest": "d" },
+        { "client_message_id": "nobody", "to": "stranger", "body": 1, "digest": "d" },
+        { "client_message_id": "bad-topic", "topic": "no spaces please", "body": 1, "digest": "d" },
+    ]});
+    let out = a
+        .cli(&["call", "/hub/broker/publish", &bad.to_string()])
+        .ok_json();
+    let codes: Vec<&str> = out["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "invalid-input",
+            "invalid-input",
+            "invalid-input",
+            "not-found",
+            "invalid-input"
+        ]
+    );
+    // Frames that are not a publish input at all.
+    for garbage in [r#"{"messages": 5}"#, r#"{"messages": [{"body": 1}]}"#, "[]"] {
+        let refused = a.cli(&["call", "/hub/broker/publish", garbage]);
+        assert!(
+            refused.stderr().contains("error[invalid-input]"),
+            "{}",
+            refused.stderr()
+        );
+    }
+    // And the same id with two contents.
+    let first = json!({ "messages": [{ "client_message_id": "c1", "to": b_key, "body": 1, "digest": "one" }] });
+    let second = json!({ "messages": [{ "client_message_id": "c1", "to": b_key, "body": 2, "digest": "two" }] });
+    a.cli(&["call", "/hub/broker/publish", &first.to_string()])
+        .ok_json();
+    let out = a
+        .cli(&["call", "/hub/broker/publish", &second.to_string()])
+        .ok_json();
+    assert_eq!(out["results"][0]["error"]["code"], "conflict", "{out}");
+    let after = cli_json(hub, &["msg", "broker"]);
+    assert_eq!(after["accepted"], before["accepted"].as_u64().unwrap() + 1);
+    assert_eq!(after["conflicts"], 1);
+    // Only the broker delivers into an inbox.
+    let forged = json!({ "messages": [] });
+    let refused = a.cli(&["call", "/node/msg/deliver", &forged.to_string()]);
+    assert!(
+        refused.stderr().contains("error[denied]"),
+        "{}",
+        refused.stderr()
+    );
+    drop(trio);
+}
+
+/// Sends `count` messages per sender from `senders` concurrent clients of
+/// the node at `socket`, each retried with its id until acknowledged
+/// (through kills and restarts); returns every acknowledged id.
+async fn push(
+    socket: std::path::PathBuf,
+    to: String,
+    senders: usize,
+    count: usize,
+    ids: impl Fn(usize, usize) -> String + Send + Sync + 'static,
+) -> BTreeSet<String> {
+    let ids = Arc::new(ids);
+    let mut tasks = Vec::new();
+    for s in 0..senders {
+        let socket = socket.clone();
+        let to = to.clone();
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = BTreeSet::new();
+            let mut client: Option<Client> = None;
+            for n in 0..count {
+                let id = ids(s, n);
+                let input =
+                    json!({ "to": to, "body": { "s": s, "n": n }, "client_message_id": id })
+                        .to_string();
+                loop {
+                    if client.is_none() {
+                        client = Client::connect(&socket).await.ok();
+                        if client.is_none() {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    }
+                    let options = CallOptions {
+                        timeout: Some(Duration::from_secs(10)),
+                        metadata: Vec::new(),
+                    };
+                    let result = client
+                        .as_ref()
+                        .unwrap()
+                        .call_raw("/node/msg/send", &input, options)
+                        .await;
+                    match result {
+                        Ok(reply) => {
+                            assert_eq!(reply.output["client_message_id"], id.as_str());
+                            acked.insert(id);
+                            break;
+                        }
+                        Err(err) => {
+                            if let Some(call) = err.call_error() {
+                                // The node is draining or was killed under
+                                // the call; anything else is a bug.
+                                assert!(
+                                    matches!(call.code, hearth_registry::ErrorCode::Unavailable),
+                                    "{call}"
+                                );
+                            }
+                            client = None;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            }
+            acked
+        }));
+    }
+    let mut all = BTreeSet::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all
+}
+
+/// Waits until the sender's outbox and the broker's queue are empty.
+fn wait_drained(a: &TestNode, hub: &TestNode, expect_done: u64) -> (Value, Value) {
+    let started = Instant::now();
+    loop {
+        let outbox = cli_json(a, &["msg", "outbox", "--limit", "1"]);
+        let stats = cli_json(hub, &["msg", "broker"]);
+        let counts = &outbox["counts"];
+        if counts["pending"] == 0
+            && counts["inflight"] == 0
+            && counts["done"].as_u64() >= Some(expect_done)
+            && stats["pending_deliveries"] == 0
+        {
+            return (outbox, stats);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "never drained: {outbox}\n{stats}\na:\n{}\nhub:\n{}",
+            a.logs(),
+            hub.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn kill_9_campaign_every_acknowledged_message_arrives_exactly_once() {
+    const SENDERS: usize = 8;
+    const PER_SENDER: usize = 2_500;
+    const MIN_KILLS: usize = 20;
+    let Trio {
+        hub, a, b, b_key, ..
+    } = trio("", "");
+    let socket = a.socket().to_owned();
+    let done = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicUsize::new(0));
+    // The killer: SIGKILL the sending node or the broker at random moments
+    // until the senders are done and at least MIN_KILLS happened.
+    let killer = {
+        let done = done.clone();
+        let kills = kills.clone();
+        std::thread::spawn(move || {
+            let (mut a, mut hub) = (a, hub);
+            let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
+            let mut next = || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            let mut by_node = BTreeMap::from([("a", 0), ("hub", 0)]);
+            while !done.load(Ordering::SeqCst) || kills.load(Ordering::SeqCst) < MIN_KILLS {
+                std::thread::sleep(Duration::from_millis(150 + next() % 500));
+                let victim = if next() % 2 == 0 { "a" } else { "hub" };
+                match victim {
+                    "a" => a.restart(),
+                    _ => hub.restart(),
+                }
+                *by_node.get_mut(victim).unwrap() += 1;
+                kills.fetch_add(1, Ordering::SeqCst);
+            }
+            (a, hub, by_node)
+        })
+    };
+    let started = Instant::now();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let acked = runtime.block_on(push(socket, b_key.clone(), SENDERS, PER_SENDER, |s, n| {
+        format!("s{s}-{n:05}")
+    }));
+    let pushed_in = started.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let (a, hub, by_node) = killer.join().unwrap();
+    assert_eq!(acked.len(), SENDERS * PER_SENDER);
+
+    let (outbox, stats) = wait_drained(&a, &hub, acked.len() as u64);
+    let messages = inbox(&b);
+    let mut seen = BTreeMap::<String, usize>::new();
+    for m in &messages {
+        *seen
+            .entry(m["client_message_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let missing: Vec<&String> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
+    let twice: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+    assert_eq!(messages.len(), acked.len());
+    assert_eq!(outbox["counts"]["dead"], 0, "{outbox}");
+    assert_eq!(outbox["counts"]["inflight"], 0, "{outbox}");
+    // The broker stored each message once; resends after kills were
+    // answered from its store.
+    assert_eq!(stats["accepted"], acked.len() as u64, "{stats}");
+    println!(
+        "kill -9 campaign: {} messages from {SENDERS} senders acknowledged in {:.1}s with {} kills (a: {}, hub: {}); receiver inbox {} unique, 0 missing, 0 twice; broker accepted {}, answered {} resends as duplicates; outbox dead 0, inflight 0",
+        acked.len(),
+        pushed_in.as_secs_f64(),
+        kills.load(Ordering::SeqCst),
+        by_node["a"],
+        by_node["hub"],
+        seen.len(),
+        stats["accepted"],
+        stats["duplicates"],
+    );
+}
