@@ -324,9 +324,10 @@ async fn push(
             let mut client: Option<Client> = None;
             for n in 0..count {
                 let id = ids(s, n);
+                // The body depends on the id alone, so senders that reuse
+                // an id resend the same message.
                 let input =
-                    json!({ "to": to, "body": { "s": s, "n": n }, "client_message_id": id })
-                        .to_string();
+                    json!({ "to": to, "body": { "id": id }, "client_message_id": id }).to_string();
                 loop {
                     if client.is_none() {
                         client = Client::connect(&socket).await.ok();
@@ -425,8 +426,9 @@ fn kill_9_campaign_every_acknowledged_message_arrives_exactly_once() {
                 seed
             };
             let mut by_node = BTreeMap::from([("a", 0), ("hub", 0)]);
+            let mut during_push = 0;
             while !done.load(Ordering::SeqCst) || kills.load(Ordering::SeqCst) < MIN_KILLS {
-                std::thread::sleep(Duration::from_millis(150 + next() % 500));
+                std::thread::sleep(Duration::from_millis(20 + next() % 130));
                 let victim = if next() % 2 == 0 { "a" } else { "hub" };
                 match victim {
                     "a" => a.restart(),
@@ -434,8 +436,11 @@ fn kill_9_campaign_every_acknowledged_message_arrives_exactly_once() {
                 }
                 *by_node.get_mut(victim).unwrap() += 1;
                 kills.fetch_add(1, Ordering::SeqCst);
+                if !done.load(Ordering::SeqCst) {
+                    during_push += 1;
+                }
             }
-            (a, hub, by_node)
+            (a, hub, by_node, during_push)
         })
     };
     let started = Instant::now();
@@ -445,7 +450,7 @@ fn kill_9_campaign_every_acknowledged_message_arrives_exactly_once() {
     }));
     let pushed_in = started.elapsed();
     done.store(true, Ordering::SeqCst);
-    let (a, hub, by_node) = killer.join().unwrap();
+    let (a, hub, by_node, during_push) = killer.join().unwrap();
     assert_eq!(acked.len(), SENDERS * PER_SENDER);
 
     let (outbox, stats) = wait_drained(&a, &hub, acked.len() as u64);
@@ -472,7 +477,7 @@ fn kill_9_campaign_every_acknowledged_message_arrives_exactly_once() {
     // answered from its store.
     assert_eq!(stats["accepted"], acked.len() as u64, "{stats}");
     println!(
-        "kill -9 campaign: {} messages from {SENDERS} senders acknowledged in {:.1}s with {} kills (a: {}, hub: {}); receiver inbox {} unique, 0 missing, 0 twice; broker accepted {}, answered {} resends as duplicates; outbox dead 0, inflight 0",
+        "kill -9 campaign: {} messages from {SENDERS} senders acknowledged in {:.1}s with {} kills (a: {}, hub: {}; {during_push} while sending); receiver inbox {} unique, 0 missing, 0 twice; broker accepted {}, answered {} resends as duplicates; outbox dead 0, inflight 0",
         acked.len(),
         pushed_in.as_secs_f64(),
         kills.load(Ordering::SeqCst),
@@ -482,4 +487,170 @@ fn kill_9_campaign_every_acknowledged_message_arrives_exactly_once() {
         stats["accepted"],
         stats["duplicates"],
     );
+}
+
+#[test]
+fn resends_inside_the_dedupe_window_and_retry_storms_are_stored_once() {
+    let Trio {
+        hub,
+        mut a,
+        b,
+        b_key,
+        ..
+    } = trio("", "");
+    // A retry storm: 8 senders each send the same 200 ids.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let acked = runtime.block_on(push(
+        a.socket().to_owned(),
+        b_key.clone(),
+        8,
+        200,
+        |_, n| format!("storm-{n:03}"),
+    ));
+    assert_eq!(acked.len(), 200);
+    let (outbox, stats) = wait_drained(&a, &hub, 200);
+    assert_eq!(outbox["counts"]["done"], 200, "{outbox}");
+    assert_eq!(stats["accepted"], 200, "{stats}");
+    wait_inbox(&b, "200 messages", |m| m.len() == 200);
+
+    // The sending node loses its outbox and restarts inside the broker's
+    // window; the same ids are sent again, as new to it.
+    a.kill9();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(a.data_dir().join(format!("outbox.db{suffix}")));
+    }
+    a.restart();
+    wait_for_state(&a, "hub", "connected");
+    let again = runtime.block_on(push(
+        a.socket().to_owned(),
+        b_key.clone(),
+        1,
+        200,
+        |_, n| format!("storm-{n:03}"),
+    ));
+    assert_eq!(again, acked);
+    let (_, stats) = wait_drained(&a, &hub, 200);
+    // The broker answered every resend with the id it stored, fanned out
+    // nothing, and the receiver has each message once.
+    assert_eq!(stats["accepted"], 200, "{stats}");
+    assert!(stats["duplicates"].as_u64().unwrap() >= 200, "{stats}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(inbox(&b).len(), 200);
+}
+
+/// Unmounts a tmpfs when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Moves `dir` onto a fresh tmpfs of `size`, keeping its contents.
+fn onto_tmpfs(dir: &std::path::Path, size: &str) -> Mount {
+    let aside = dir.with_extension("orig");
+    std::fs::rename(dir, &aside).unwrap();
+    std::fs::create_dir(dir).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+        ])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs needs root (CI runs as root)"
+    );
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(aside.join("."))
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    Mount(dir.to_owned())
+}
+
+#[test]
+fn a_full_disk_refuses_sends_clearly_and_they_resume_when_space_returns() {
+    let (hub, a, b) = (seat("hub"), seat("a"), seat("b"));
+    let (b_key, a_data) = (b.key.clone(), a.dir.path().join("data"));
+    let mount = onto_tmpfs(&a_data, "6m");
+    let hub_rest = format!(
+        "{}{}[broker]\nenabled = true\n",
+        a.as_peer(false, ""),
+        b.as_peer(false, "")
+    );
+    let member = format!(
+        "{}[messaging]\nbroker = \"hub\"\nretry_min_ms = 50\nretry_max_ms = 500\n",
+        hub.as_peer(true, "")
+    );
+    let hub = hub.start("", &hub_rest);
+    let mut a = a.start("", &member);
+    let b = b.start("", &member);
+    wait_for_state(&a, "hub", "connected");
+
+    // Fill the disk, then send until a send is refused.
+    let filler = a_data.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+    let body = json!({ "pad": "p".repeat(4000) }).to_string();
+    let mut acked = Vec::new();
+    let mut refusal = None;
+    for n in 0..500 {
+        let id = format!("full-{n}");
+        let out = a.cli(&["msg", "send", &b_key, &body, "--id", &id]);
+        if out.code() == 0 {
+            acked.push(id);
+        } else {
+            refusal = Some(out.stderr());
+            break;
+        }
+    }
+    let refusal = refusal.expect("a send on a full disk was refused");
+    assert!(
+        refusal.contains("error[resource-exhausted]") && refusal.contains("no space left"),
+        "{refusal}"
+    );
+    // The refused send changed nothing: its id is unknown to the outbox.
+    let rows = cli_json(&a, &["msg", "outbox", "--limit", "1000"]);
+    let refused_id = format!("full-{}", acked.len());
+    assert!(
+        !rows["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["client_message_id"] == refused_id.as_str()),
+        "{rows}"
+    );
+
+    // Space returns: the same send goes through, and everything
+    // acknowledged arrives once.
+    std::fs::remove_file(&filler).unwrap();
+    let out = a.cli(&["msg", "send", &b_key, &body, "--id", &refused_id]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    acked.push(refused_id);
+    let got = wait_inbox(&b, "every acknowledged message", |m| m.len() == acked.len());
+    let ids: BTreeSet<&str> = got
+        .iter()
+        .map(|m| m["client_message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, acked.iter().map(String::as_str).collect());
+    a.kill9();
+    drop(hub);
+    drop(mount);
 }

@@ -638,6 +638,22 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_resends_of_one_id_store_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
+        let sends = (0..16).map(|_| {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.enqueue(message("storm", "{\"id\":1}")).await })
+        });
+        let mut new = 0;
+        for send in sends {
+            let enqueued = send.await.unwrap().unwrap();
+            new += usize::from(!enqueued.duplicate);
+        }
+        assert_eq!(new, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rows_move_through_their_states_and_inflight_returns_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.db");
