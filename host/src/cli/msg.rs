@@ -363,8 +363,13 @@ fn print_message(message: &InboxMessage) {
 
 fn print_outbox(view: &OutboxView) {
     let c = &view.counts;
+    let state = match (&view.broker, view.broker_connected) {
+        (None, _) => "",
+        (Some(_), true) => " (connected)",
+        (Some(_), false) => " (not connected: messages wait in the outbox)",
+    };
     println!(
-        "broker: {}",
+        "broker: {}{state}",
         view.broker.as_deref().unwrap_or("none configured")
     );
     println!(

@@ -9,7 +9,6 @@
 //! is a conflict. Pairs are remembered for the dedupe window the broker
 //! advertises, and longer while a delivery is still pending.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -181,51 +180,53 @@ impl BrokerStore {
             .await
     }
 
-    /// Due deliveries, grouped by recipient, at most `limit` messages each.
+    /// Due deliveries, grouped by recipient, at most `limit` messages each,
+    /// oldest first (broker ids are ULIDs, so id order is arrival order).
     pub async fn due(&self, limit: u32) -> Result<Vec<DueDeliveries>, DbError> {
         self.db
             .read(move |conn| {
+                let now = now_ms();
+                let recipients: Vec<String> = conn
+                    .prepare_cached(
+                        "SELECT DISTINCT recipient_key FROM deliveries WHERE next_attempt_at <= ?1",
+                    )?
+                    .query_map([now], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
                 let mut stmt = conn.prepare_cached(
-                    "SELECT d.recipient_key, d.attempts, m.* FROM deliveries d
+                    "SELECT d.attempts, m.* FROM deliveries d
                      JOIN messages m ON m.broker_message_id = d.broker_message_id
-                     WHERE d.next_attempt_at <= ?1
-                     ORDER BY d.recipient_key, m.accepted_at, m.broker_message_id",
+                     WHERE d.recipient_key = ?1 AND d.next_attempt_at <= ?2
+                     ORDER BY d.broker_message_id LIMIT ?3",
                 )?;
-                let mut by_recipient: BTreeMap<String, DueDeliveries> = BTreeMap::new();
-                let rows = stmt.query_map([now_ms()], |r| {
-                    let body: String = r.get("body")?;
-                    let meta: Option<String> = r.get("meta")?;
-                    Ok((
-                        r.get::<_, String>("recipient_key")?,
-                        r.get::<_, u32>("attempts")?,
-                        Delivery {
-                            client_message_id: r.get("client_message_id")?,
-                            broker_message_id: r.get("broker_message_id")?,
-                            sender_key: r.get("sender_key")?,
-                            topic: r.get("topic")?,
-                            body: serde_json::from_str(&body)
-                                .unwrap_or(serde_json::Value::String(body)),
-                            meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
-                            sent_at: r.get("sent_at")?,
-                        },
-                    ))
-                })?;
-                for entry in rows {
-                    let (recipient, attempts, delivery) = entry?;
-                    let due =
-                        by_recipient
-                            .entry(recipient.clone())
-                            .or_insert_with(|| DueDeliveries {
-                                recipient_key: recipient,
-                                attempts: 0,
-                                messages: Vec::new(),
-                            });
-                    if due.messages.len() < limit as usize {
-                        due.attempts = due.attempts.max(attempts);
-                        due.messages.push(delivery);
+                let mut queues = Vec::with_capacity(recipients.len());
+                for recipient in recipients {
+                    let mut attempts = 0;
+                    let messages = stmt
+                        .query_map(params![recipient, now, limit], |r| {
+                            attempts = attempts.max(r.get::<_, u32>("attempts")?);
+                            let body: String = r.get("body")?;
+                            let meta: Option<String> = r.get("meta")?;
+                            Ok(Delivery {
+                                client_message_id: r.get("client_message_id")?,
+                                broker_message_id: r.get("broker_message_id")?,
+                                sender_key: r.get("sender_key")?,
+                                topic: r.get("topic")?,
+                                body: serde_json::from_str(&body)
+                                    .unwrap_or(serde_json::Value::String(body)),
+                                meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
+                                sent_at: r.get("sent_at")?,
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    if !messages.is_empty() {
+                        queues.push(DueDeliveries {
+                            recipient_key: recipient,
+                            attempts,
+                            messages,
+                        });
                     }
                 }
-                Ok(by_recipient.into_values().collect())
+                Ok(queues)
             })
             .await
     }

@@ -347,6 +347,7 @@ fn insert(
     let now = now_ms();
     let body = delivery.body.to_string();
     let meta = delivery.meta.as_ref().map(ToString::to_string);
+    let id = ulid::Ulid::new().to_string();
     let inserted: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO inbox (id, client_message_id, sender_key, sender_name,
@@ -356,7 +357,7 @@ fn insert(
         )?
         .query_row(
             params![
-                ulid::Ulid::new().to_string(),
+                id,
                 delivery.client_message_id,
                 delivery.sender_key,
                 sender_name,
@@ -379,8 +380,21 @@ fn insert(
         )?
         .execute(params![seq, plugin, now])?;
     }
-    conn.query_row("SELECT * FROM inbox WHERE seq = ?1", [seq], message)
-        .map(Some)
+    Ok(Some(InboxMessage {
+        seq,
+        id,
+        client_message_id: delivery.client_message_id.clone(),
+        broker_message_id: Some(delivery.broker_message_id.clone()),
+        from: Sender {
+            key: delivery.sender_key.clone(),
+            name: sender_name.map(str::to_owned),
+        },
+        topic: delivery.topic.clone(),
+        body: delivery.body.clone(),
+        meta: delivery.meta.clone(),
+        sent_at: delivery.sent_at,
+        received_at: now,
+    }))
 }
 
 #[cfg(test)]

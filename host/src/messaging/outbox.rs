@@ -371,11 +371,10 @@ impl Outbox {
     pub async fn next_due(&self) -> Result<Option<i64>, DbError> {
         self.db
             .read(|conn| {
-                conn.query_row(
+                conn.prepare_cached(
                     "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'",
-                    [],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row([], |r| r.get(0))
             })
             .await
     }
@@ -518,7 +517,38 @@ fn enqueue(conn: &Connection, message: &NewMessage) -> Result<Enqueued, EnqueueE
             |r| r.get(0),
         )
         .optional()?;
-    let duplicate = inserted.is_none();
+    if inserted.is_some() {
+        // New: the row is what was just written.
+        return Ok(Enqueued {
+            row: OutboxRow {
+                id,
+                client_message_id: message.client_message_id.clone(),
+                target: format!(
+                    "{}:{}",
+                    if matches!(message.target, Target::Topic(_)) {
+                        "topic"
+                    } else {
+                        "node"
+                    },
+                    message.target.name()
+                ),
+                body: serde_json::from_str(&message.body)
+                    .unwrap_or_else(|_| serde_json::Value::String(message.body.clone())),
+                meta: message
+                    .meta
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str(m).ok()),
+                enqueued_at: now,
+                attempts: 0,
+                next_attempt_at: now,
+                status: Status::Pending,
+                last_error: None,
+                delivered_at: None,
+                broker_message_id: None,
+            },
+            duplicate: false,
+        });
+    }
     let (found, found_digest) = conn
         .prepare_cached("SELECT *, digest FROM outbox WHERE client_message_id = ?1")?
         .query_row([&message.client_message_id], |r| {
@@ -529,7 +559,7 @@ fn enqueue(conn: &Connection, message: &NewMessage) -> Result<Enqueued, EnqueueE
     }
     Ok(Enqueued {
         row: found,
-        duplicate,
+        duplicate: true,
     })
 }
 
@@ -537,7 +567,7 @@ fn claim(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Claimed>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE outbox SET status = 'inflight'
          WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
-                      ORDER BY next_attempt_at, id LIMIT ?2)
+                      ORDER BY next_attempt_at LIMIT ?2)
          RETURNING id, client_message_id, kind, target, body, meta, enqueued_at, attempts",
     )?;
     let rows = stmt

@@ -90,6 +90,8 @@ pub struct Node {
     started: Instant,
     calls: CallsInFlight,
     messaging: Arc<messaging::Messaging>,
+    /// This node's key, hex; fixed while it runs (`vault init` is offline).
+    public_key: String,
 }
 
 /// Calls from outside the node that are running, for draining at shutdown.
@@ -157,6 +159,7 @@ impl Node {
                 routes.insert(spec.clone(), Owner::Plugin(plugin.name.clone()))?;
             }
         }
+        let public_key = vault.identity().public_key;
         let node = Arc::new_cyclic(|this: &Weak<Node>| {
             let mut resources = Resources::default();
             let env: Weak<dyn DynOperationEnv> = this.clone();
@@ -180,6 +183,7 @@ impl Node {
                 started: Instant::now(),
                 calls: CallsInFlight::default(),
                 messaging,
+                public_key,
             }
         });
         Ok(node)
@@ -212,6 +216,11 @@ impl Node {
     /// The loaded plugins, by name.
     pub fn plugins(&self) -> &BTreeMap<String, Arc<LoadedPlugin>> {
         &self.plugins
+    }
+
+    /// This node's public key, hex (what `host id` prints).
+    pub fn public_key(&self) -> &str {
+        &self.public_key
     }
 
     /// The outbox, inbox and broker.

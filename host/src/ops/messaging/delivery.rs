@@ -98,7 +98,7 @@ async fn round(
     if due.is_empty() {
         return Ok(0);
     }
-    let own_key = node.vault().identity().public_key;
+    let own_key = node.public_key().to_owned();
     let deliveries = due
         .into_iter()
         .map(|queue| deliver(node, messaging, store, &own_key, queue));

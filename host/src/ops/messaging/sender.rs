@@ -43,16 +43,31 @@ pub(super) async fn run(
             let Some(node) = node.upgrade() else { return };
             if now_ms() - last_prune > 60_000 {
                 last_prune = now_ms();
-                prune(&messaging).await;
+                if let Err(err) = housekeeping(&messaging).await {
+                    tracing::warn!(error = %err, "outbox: housekeeping failed");
+                }
             }
             round(&node, &messaging).await
         };
-        let wait = match sent {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => until(messaging.stores.outbox.next_due().await.ok().flatten()),
+        // While the broker is away, new rows wait for the mesh to report
+        // it back (or the housekeeping poll), not one wake-up per send.
+        let (wait, on_new_rows) = match sent {
+            Ok(Round::Sent) => continue,
+            Ok(Round::Idle) => (
+                until(messaging.stores.outbox.next_due().await.ok().flatten()),
+                true,
+            ),
+            Ok(Round::BrokerAway) => (BROKER_AWAY_POLL, false),
             Err(err) => {
                 tracing::warn!(error = %err, "outbox: cannot read or update the outbox");
-                super::IDLE_POLL
+                (super::IDLE_POLL, true)
+            }
+        };
+        let new_rows = async {
+            if on_new_rows {
+                messaging.outbox_ready.notified().await;
+            } else {
+                std::future::pending::<()>().await;
             }
         };
         let peer_change = async {
@@ -62,7 +77,7 @@ pub(super) async fn run(
             }
         };
         tokio::select! {
-            () = messaging.outbox_ready.notified() => {}
+            () = new_rows => {}
             changed = peer_change => {
                 if !changed {
                     changes = None;
@@ -75,37 +90,10 @@ pub(super) async fn run(
     }
 }
 
-/// Drops done rows older than the age limit: a resend after that would not
-/// be deduped by the broker either.
-async fn prune(messaging: &Messaging) {
-    let max_age = messaging.max_age().effective;
-    let cutoff = now_ms() - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
-    if let Err(err) = messaging.stores.outbox.prune_done(cutoff).await {
-        tracing::warn!(error = %err, "outbox: cannot prune done rows");
-    }
-}
-
-/// One round: topics, expiry, one batch. Returns how many rows it sent.
-async fn round(node: &Node, messaging: &Messaging) -> Result<usize, DbError> {
-    let Some(broker) = messaging.broker() else {
-        return Ok(0);
-    };
-    if let BrokerRoute::Peer(name) = &broker
-        && let Some(features) = node.peers().advertised(name)
-    {
-        match features.broker_window_s() {
-            Some(window) => messaging.fit_max_age(name, window),
-            None => {
-                return refuse_all(
-                    messaging,
-                    format!(
-                        "peer `{name}` is not a message broker (it does not advertise the `broker` feature); set [broker] enabled = true on it"
-                    ),
-                )
-                .await;
-            }
-        }
-    }
+/// Once a minute: rows older than the age limit are dead (a resend after
+/// the broker's window would be stored twice), and done rows that old are
+/// dropped (a resend of one would not be deduped by the broker either).
+async fn housekeeping(messaging: &Messaging) -> Result<(), DbError> {
     let max_age = messaging.max_age();
     let cutoff = now_ms() - i64::try_from(max_age.effective.as_millis()).unwrap_or(i64::MAX);
     let expired = messaging
@@ -125,6 +113,48 @@ async fn round(node: &Node, messaging: &Messaging) -> Result<usize, DbError> {
             "outbox: messages older than max_age are dead; `host msg outbox --status dead` lists them"
         );
     }
+    messaging.stores.outbox.prune_done(cutoff).await?;
+    Ok(())
+}
+
+/// One round: topics, expiry, one batch. Returns how many rows it sent.
+/// What one round did.
+enum Round {
+    /// Handed rows to the broker (more may be due).
+    Sent,
+    /// Nothing was due.
+    Idle,
+    /// The broker is not connected (or there is none).
+    BrokerAway,
+}
+
+/// How often a worker whose broker is away looks again without a mesh event.
+const BROKER_AWAY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn round(node: &Node, messaging: &Messaging) -> Result<Round, DbError> {
+    let Some(broker) = messaging.broker() else {
+        return Ok(Round::BrokerAway);
+    };
+    if let BrokerRoute::Peer(name) = &broker {
+        // Not connected: nothing to try until the mesh reports a change
+        // (the dialer keeps trying on its own).
+        let Some(features) = node.peers().advertised(name) else {
+            return Ok(Round::BrokerAway);
+        };
+        match features.broker_window_s() {
+            Some(window) => messaging.fit_max_age(name, window),
+            None => {
+                refuse_all(
+                    messaging,
+                    format!(
+                        "peer `{name}` is not a message broker (it does not advertise the `broker` feature); set [broker] enabled = true on it"
+                    ),
+                )
+                .await?;
+                return Ok(Round::BrokerAway);
+            }
+        }
+    }
     if messaging.topics_dirty.swap(false, Ordering::SeqCst)
         && let Err(err) = sync_topics(node, messaging, &broker).await
     {
@@ -133,20 +163,19 @@ async fn round(node: &Node, messaging: &Messaging) -> Result<usize, DbError> {
     }
     let claimed = messaging.stores.outbox.claim(SEND_BATCH).await?;
     if claimed.is_empty() {
-        return Ok(0);
+        return Ok(Round::Idle);
     }
-    let count = claimed.len();
     let outcomes = publish(node, messaging, &broker, claimed).await;
     messaging
         .stores
         .outbox
         .settle(outcomes, messaging.config.max_attempts)
         .await?;
-    Ok(count)
+    Ok(Round::Sent)
 }
 
 /// Marks every due row as waiting for `reason` (nothing is sent).
-async fn refuse_all(messaging: &Messaging, reason: String) -> Result<usize, DbError> {
+async fn refuse_all(messaging: &Messaging, reason: String) -> Result<(), DbError> {
     let claimed = messaging.stores.outbox.claim(SEND_BATCH).await?;
     let wait = messaging.config.retry_max;
     let outcomes = claimed
@@ -166,8 +195,7 @@ async fn refuse_all(messaging: &Messaging, reason: String) -> Result<usize, DbEr
         .stores
         .outbox
         .settle(outcomes, messaging.config.max_attempts)
-        .await?;
-    Ok(0)
+        .await
 }
 
 async fn sync_topics(

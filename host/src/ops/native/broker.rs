@@ -95,7 +95,7 @@ fn caller_key(node: &Node, ctx: &CallContext) -> Result<String, CallError> {
         Some(peer) => node.peers().peer_key(peer).map(hex::encode).ok_or_else(|| {
             CallError::new(ErrorCode::Denied, format!("`{peer}` is not a known peer"))
         }),
-        None => Ok(node.vault().identity().public_key),
+        None => Ok(node.public_key().to_owned()),
     }
 }
 
@@ -105,7 +105,7 @@ fn resolve_recipient(node: &Node, to: &str) -> Option<String> {
         return Some(to.to_ascii_lowercase());
     }
     if to == node.name() || to == hearth_registry::LOCAL_NODE {
-        return Some(node.vault().identity().public_key);
+        return Some(node.public_key().to_owned());
     }
     node.peers().peer_key(to).map(hex::encode)
 }

@@ -224,7 +224,7 @@ impl NativeOp for Send {
         let to = if is_key(&input.to) {
             input.to.to_ascii_lowercase()
         } else if input.to == node.name() || input.to == hearth_registry::LOCAL_NODE {
-            node.vault().identity().public_key
+            node.public_key().to_owned()
         } else if let Some(key) = node.peers().peer_key(&input.to) {
             hex::encode(key)
         } else if hearth_registry::is_valid_segment(&input.to) {
@@ -312,7 +312,7 @@ fn sender_key(node: &Node, from: &str) -> String {
         return from.to_ascii_lowercase();
     }
     if from == node.name() || from == hearth_registry::LOCAL_NODE {
-        return node.vault().identity().public_key;
+        return node.public_key().to_owned();
     }
     node.peers()
         .peer_key(from)
@@ -374,6 +374,8 @@ pub struct OutboxView {
     /// The broker: `local` or a peer's name; absent when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// Whether the broker is reachable now (a connected peer, or this node).
+    pub broker_connected: bool,
     /// The age after which an unacknowledged message is dead, in hours.
     pub max_age_hours: f64,
     /// Why `max_age_hours` is lower than configured, when it is.
@@ -405,7 +407,13 @@ impl NativeOp for OutboxList {
         let rows = outbox.list(input.status, limit).await.map_err(db_error)?;
         let counts = outbox.counts().await.map_err(db_error)?;
         let max_age = messaging.max_age();
+        let broker_connected = match messaging.broker() {
+            Some(BrokerRoute::Local) => true,
+            Some(BrokerRoute::Peer(name)) => node.peers().advertised(&name).is_some(),
+            None => false,
+        };
         Ok(OutboxView {
+            broker_connected,
             counts,
             rows,
             broker: messaging.broker().map(|b| match b {
@@ -690,7 +698,7 @@ impl NativeOp for Deliver {
                 ),
             ));
         }
-        let own_key = node.vault().identity().public_key;
+        let own_key = node.public_key().to_owned();
         let batch: Vec<_> = input
             .messages
             .into_iter()
