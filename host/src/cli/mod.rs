@@ -7,6 +7,7 @@
 
 mod bench;
 mod msg;
+mod msg_bench;
 mod output;
 mod passphrase;
 mod serve;

@@ -115,6 +115,30 @@ pub enum MsgCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Load-test messaging: acknowledged sends per second and, with
+    /// `--receiver-socket`, delivery to the receiver's inbox end to end.
+    Bench {
+        /// The recipient (a name the sending node knows, or a key).
+        to: String,
+        /// The receiving node's socket, to time deliveries end to end.
+        #[arg(long, value_name = "PATH")]
+        receiver_socket: Option<PathBuf>,
+        /// Concurrent senders, each with one send in flight.
+        #[arg(long, short = 'c', default_value_t = 64)]
+        connections: usize,
+        /// Seconds to measure.
+        #[arg(long, short = 'd', default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds to run before measuring.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Bytes of padding in each message body.
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// With the node stopped: rebuild a damaged outbox.db or broker.db from
     /// its readable rows, moving the damaged file aside.
     Recover {
@@ -278,6 +302,37 @@ pub async fn run(socket: Option<PathBuf>, command: MsgCommand) -> ExitCode {
                 },
             )
             .await
+        }
+        MsgCommand::Bench {
+            to,
+            receiver_socket,
+            connections,
+            duration,
+            warmup,
+            payload,
+            json,
+        } => {
+            let Some(socket) = socket else {
+                eprintln!("error: no socket given; pass --socket or set HEARTH_SOCKET");
+                return ExitCode::from(3);
+            };
+            let valid = |s: f64| s.is_finite() && s >= 0.0;
+            if connections == 0 || !valid(duration) || duration == 0.0 || !valid(warmup) {
+                eprintln!(
+                    "error: --connections and --duration must be positive, --warmup not negative"
+                );
+                return ExitCode::from(2);
+            }
+            let plan = super::msg_bench::MsgBenchPlan {
+                socket,
+                receiver: receiver_socket,
+                to,
+                connections,
+                duration: Duration::from_secs_f64(duration),
+                warmup: Duration::from_secs_f64(warmup),
+                payload,
+            };
+            super::msg_bench::run(plan, json).await
         }
         MsgCommand::Recover { data_dir } => match crate::messaging::recover(&data_dir) {
             Ok(done) if done.is_empty() => {

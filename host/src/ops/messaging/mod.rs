@@ -91,7 +91,8 @@ impl Messaging {
         Ok(Messaging {
             stores,
             config: config.messaging.clone(),
-            arrived: broadcast::channel(1024).0,
+            // Room for a burst while a subscriber's client reads.
+            arrived: broadcast::channel(16 * 1024).0,
             handlers,
             outbox_ready: Notify::new(),
             deliveries_ready: Notify::new(),
