@@ -22,7 +22,7 @@ pub(crate) struct Seat {
     pub(crate) port: u16,
 }
 
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("a free UDP port")

@@ -654,3 +654,171 @@ fn a_full_disk_refuses_sends_clearly_and_they_resume_when_space_returns() {
     drop(hub);
     drop(mount);
 }
+
+/// A second node with `original`'s identity (a copy of its vault), as when
+/// a machine image is cloned.
+fn clone_of(original: &Seat) -> Seat {
+    let dir = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(original.dir.path().join("data"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    Seat {
+        dir,
+        name: original.name,
+        key: original.key.clone(),
+        port: crate::mesh::free_udp_port(),
+    }
+}
+
+#[test]
+fn two_nodes_with_one_identity_meet_the_brokers_policy_with_a_log_line() {
+    for (policy, hub_says, survivor) in [
+        (
+            "prefer_newest",
+            "a newer connection with this node's key replaces the older one",
+            "second",
+        ),
+        (
+            "prefer_oldest",
+            "refused a second connection with this node's key",
+            "first",
+        ),
+        ("allow_concurrent", "kept beside the others", "both"),
+    ] {
+        let (hub, a) = (seat("hub"), seat("a"));
+        let twin = clone_of(&a);
+        let hub_rest = format!(
+            "{}[broker]\nenabled = true\nduplicate_connections = \"{policy}\"\n",
+            a.as_peer(false, "")
+        );
+        let member = format!("{}[messaging]\nbroker = \"hub\"\n", hub.as_peer(true, ""));
+        let hub = hub.start("", &hub_rest);
+        let first = a.start("", &member);
+        wait_for_state(&first, "hub", "connected");
+        let second = twin.start("", &member);
+        let logs = crate::mesh::wait_for_log(&hub, hub_says);
+        assert!(
+            logs.contains("member_concurrent_connection"),
+            "{policy}: {logs}"
+        );
+        let displaced = match survivor {
+            "second" => Some(&first),
+            "first" => Some(&second),
+            _ => None,
+        };
+        if let Some(node) = displaced {
+            // The displaced node says why and stops taking turns.
+            crate::mesh::wait_for_log(node, "another node is using this node's identity");
+            let status = crate::mesh::peer_status(node, "hub");
+            assert_eq!(status["state"], "refused", "{policy}: {status}");
+        } else {
+            wait_for_state(&first, "hub", "connected");
+            wait_for_state(&second, "hub", "connected");
+        }
+        let kept = match survivor {
+            "first" => &first,
+            _ => &second,
+        };
+        wait_for_state(kept, "hub", "connected");
+        drop((first, second, hub));
+    }
+}
+
+#[test]
+fn a_damaged_outbox_refuses_to_start_until_recovered_and_a_damaged_inbox_starts_fresh() {
+    let mut node =
+        TestNode::start_with_stack("[node]\nname = \"solo\"\n[broker]\nenabled = true\n");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Enough rows that the WAL has been checkpointed into the file.
+    let pad = "p".repeat(4000);
+    runtime.block_on(async {
+        let client = node.client().await;
+        for n in 0..400 {
+            let input = json!({ "to": "solo", "body": { "pad": pad }, "client_message_id": format!("m{n}") });
+            client.call("/node/msg/send", &input).await.unwrap();
+        }
+    });
+    wait_inbox(&node, "400 messages to itself", |m| m.len() == 400);
+    node.kill9();
+    let data = node.data_dir();
+    let damage = |name: &str| {
+        let file = data.join(name);
+        let len = std::fs::metadata(&file).unwrap().len();
+        let bytes = std::fs::read(&file).unwrap();
+        // Keep the header; scribble over the middle of the file.
+        let mut damaged = bytes.clone();
+        let mid = (len / 2) as usize;
+        for b in &mut damaged[mid..(mid + 64 * 1024).min(bytes.len())] {
+            *b = 0xa5;
+        }
+        std::fs::write(&file, damaged).unwrap();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(data.join(format!("{name}{suffix}")));
+        }
+    };
+    damage("outbox.db");
+    damage("inbox.db");
+
+    let refused = std::process::Command::new(hearth_tests::host_bin())
+        .args(["serve", "--config"])
+        .arg(node.dir().join("stack.toml"))
+        .arg("--socket")
+        .arg(node.socket())
+        .env("HEARTH_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("outbox.db is damaged"), "{stderr}");
+    assert!(stderr.contains("host msg recover --data-dir"), "{stderr}");
+
+    let recover = std::process::Command::new(hearth_tests::host_bin())
+        .args(["msg", "recover", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&recover.stdout);
+    assert!(
+        recover.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&recover.stderr)
+    );
+    assert!(
+        said.contains("rebuilt with") && said.contains("outbox"),
+        "{said}"
+    );
+    let kept: u64 = said
+        .split("rebuilt with ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(kept > 0 && kept < 400, "kept {kept} rows: {said}");
+
+    // Now it starts; the damaged inbox was moved aside and logged.
+    node.restart();
+    assert!(
+        node.logs().contains("inbox_corruption_recovered"),
+        "{}",
+        node.logs()
+    );
+    let moved = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+        .count();
+    assert!(moved >= 2, "the damaged outbox and inbox are kept aside");
+    // Every row recovered is back; any not yet acknowledged in the older
+    // state the file held is sent again (the broker dedupes it).
+    let outbox = cli_json(&node, &["msg", "outbox", "--limit", "1"]);
+    let counts = &outbox["counts"];
+    let total: u64 = ["pending", "inflight", "done", "dead"]
+        .iter()
+        .map(|s| counts[*s].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, kept, "{counts}");
+}
