@@ -412,6 +412,29 @@ fn plugin(
             "keep fewer warm instances, or raise `limits.max_instances`",
         ));
     }
+    if let Some(messages) = &entry.grants.messages {
+        if manifest.capabilities.messages.is_none() {
+            return Err(file.invalid(
+                key("grants.messages"),
+                format!("is granted, but plugin `{name}` has no message handler"),
+                "remove grants.messages, or use a plugin whose plugin.toml has [capabilities.messages]",
+            ));
+        }
+        if let Some(bad) = messages.topics.iter().find(|t| {
+            *t != "*"
+                && (t.is_empty()
+                    || t.len() > 128
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b)))
+        }) {
+            return Err(file.invalid(
+                key("grants.messages.topics"),
+                format!("names `{bad}`, which is not a topic"),
+                "use 1 to 128 letters, digits and `._-/:`, or `*` for every topic",
+            ));
+        }
+    }
     warn_unrequested(name, &entry.grants, &manifest);
     let settings = PluginSettings {
         memory_bytes: (memory as usize) << 20,
@@ -508,6 +531,15 @@ fn manifest(file: &File, name: &str, text: &str) -> Result<PluginManifest, Confi
         file: file.0.clone(),
         message: e.to_string(),
     })?;
+    if let Some(request) = &manifest.capabilities.messages
+        && !manifest.operations.contains(&request.handler)
+    {
+        return Err(file.invalid(
+            "capabilities.messages.handler",
+            format!("names `{}`, which is not in `operations`", request.handler),
+            "name one of the plugin's operations, and list it in `operations`",
+        ));
+    }
     let namespace = manifest.namespace();
     if RESERVED_NAMESPACES.contains(&namespace) {
         return Err(file.invalid(
