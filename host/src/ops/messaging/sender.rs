@@ -38,6 +38,9 @@ pub(super) async fn run(
         Err(err) => tracing::error!(error = %err, "outbox: cannot recover inflight rows"),
     }
     let mut last_prune = 0;
+    // Batches in flight at once: the next is claimed while the broker
+    // commits the last, so a message waits for less than a round trip.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
     loop {
         let sent = {
             let Some(node) = node.upgrade() else { return };
@@ -47,7 +50,7 @@ pub(super) async fn run(
                     tracing::warn!(error = %err, "outbox: housekeeping failed");
                 }
             }
-            round(&node, &messaging).await
+            round(&node, &messaging, &in_flight).await
         };
         // While the broker is away, new rows wait for the mesh to report
         // it back (or the housekeeping poll), not one wake-up per send.
@@ -117,7 +120,6 @@ async fn housekeeping(messaging: &Messaging) -> Result<(), DbError> {
     Ok(())
 }
 
-/// One round: topics, expiry, one batch. Returns how many rows it sent.
 /// What one round did.
 enum Round {
     /// Handed rows to the broker (more may be due).
@@ -128,10 +130,21 @@ enum Round {
     BrokerAway,
 }
 
+/// Batches handed to the broker at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// Tries at recording a batch's answers, a second apart.
+const SETTLE_ATTEMPTS: u32 = 120;
+
 /// How often a worker whose broker is away looks again without a mesh event.
 const BROKER_AWAY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn round(node: &Node, messaging: &Messaging) -> Result<Round, DbError> {
+/// One round: the broker's state, topics, then one batch claimed and handed
+/// over on its own task (at most [`BATCHES_IN_FLIGHT`] at once).
+async fn round(
+    node: &Arc<Node>,
+    messaging: &Arc<Messaging>,
+    in_flight: &Arc<tokio::sync::Semaphore>,
+) -> Result<Round, DbError> {
     let Some(broker) = messaging.broker() else {
         return Ok(Round::BrokerAway);
     };
@@ -161,16 +174,39 @@ async fn round(node: &Node, messaging: &Messaging) -> Result<Round, DbError> {
         messaging.topics_dirty.store(true, Ordering::SeqCst);
         tracing::debug!(error = %err, "outbox: the broker has not heard this node's topics yet");
     }
+    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        return Ok(Round::Idle);
+    };
     let claimed = messaging.stores.outbox.claim(SEND_BATCH).await?;
     if claimed.is_empty() {
         return Ok(Round::Idle);
     }
-    let outcomes = publish(node, messaging, &broker, claimed).await;
-    messaging
-        .stores
-        .outbox
-        .settle(outcomes, messaging.config.max_attempts)
-        .await?;
+    let (node, messaging) = (node.clone(), messaging.clone());
+    tokio::spawn(async move {
+        let outcomes = publish(&node, &messaging, &broker, claimed).await;
+        drop(node);
+        // Recording the answers can fail (a full disk); try again for a
+        // while. Rows still inflight after that return to pending at the
+        // next start, and the broker dedupes their resend.
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            match messaging
+                .stores
+                .outbox
+                .settle(outcomes.clone(), messaging.config.max_attempts)
+                .await
+            {
+                Ok(()) => break,
+                Err(err) if attempt == SETTLE_ATTEMPTS => {
+                    tracing::error!(error = %err, "outbox: cannot record what the broker answered; the rows stay inflight until the next start");
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "outbox: cannot record what the broker answered; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+        drop(permit);
+    });
     Ok(Round::Sent)
 }
 
