@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::db::{Db, DbError, integrity_check, now_ms};
+use super::db::{Db, DbError, integrity_check, json_column, now_ms};
 use super::inbox::Delivery;
 
 pub(super) const SCHEMA: &str = "
@@ -211,8 +211,7 @@ impl BrokerStore {
                                 broker_message_id: r.get("broker_message_id")?,
                                 sender_key: r.get("sender_key")?,
                                 topic: r.get("topic")?,
-                                body: serde_json::from_str(&body)
-                                    .unwrap_or(serde_json::Value::String(body)),
+                                body: json_column(body),
                                 meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
                                 sent_at: r.get("sent_at")?,
                             })

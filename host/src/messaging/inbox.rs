@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::db::{Db, DbError, integrity_check, now_ms};
+use super::db::{Db, DbError, integrity_check, json_column, now_ms};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -149,7 +149,7 @@ fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxMessage> {
             name: r.get("sender_name")?,
         },
         topic: r.get("topic")?,
-        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        body: json_column(body),
         meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
         sent_at: r.get("sent_at")?,
         received_at: r.get("received_at")?,

@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Target;
-use super::db::{Db, DbError, integrity_check, now_ms};
+use super::db::{Db, DbError, integrity_check, json_column, now_ms};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
@@ -214,7 +214,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
             "{}:{target}",
             if kind == "topic" { "topic" } else { "node" }
         ),
-        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        body: json_column(body),
         meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
         enqueued_at: r.get("enqueued_at")?,
         attempts: r.get("attempts")?,

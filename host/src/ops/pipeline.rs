@@ -28,6 +28,32 @@ const SUBSCRIPTION_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Longest deadline a caller may ask for.
 const MAX_DEADLINE: Duration = Duration::from_secs(600);
 
+/// The context of a call that starts on this node (not nested, not from a
+/// peer), as a local client's: untrusted, depth 0.
+fn top_level(
+    request_id: String,
+    identity: crate::call::Identity,
+    metadata: Vec<(String, String)>,
+    deadline: Instant,
+    path: OperationPath,
+    events: Option<crate::call::EventSender>,
+) -> CallContext {
+    CallContext {
+        request_id,
+        parent_request_id: None,
+        identity,
+        metadata,
+        deadline,
+        trusted: false,
+        depth: 0,
+        chain: vec![path],
+        events,
+        from_peer: None,
+        message: None,
+        by_node: false,
+    }
+}
+
 /// Where a path leads.
 enum Target {
     /// An operation of this node, addressed through [`LOCAL_NODE`].
@@ -193,47 +219,37 @@ impl Node {
         };
         let request_id = ulid::Ulid::new().to_string();
         let ctx = match origin {
-            Origin::Client(_) => CallContext {
+            Origin::Client(_) => top_level(
                 request_id,
-                parent_request_id: None,
                 identity,
                 metadata,
-                deadline: outside_deadline(),
-                trusted: false,
-                depth: 0,
-                chain: vec![path],
+                outside_deadline(),
+                path,
                 events,
-                from_peer: None,
-                message: None,
-                by_node: false,
-            },
+            ),
             Origin::Node(_) => CallContext {
-                request_id,
-                parent_request_id: None,
-                identity,
-                metadata,
-                deadline: outside_deadline(),
                 trusted: true,
-                depth: 0,
-                chain: vec![path],
-                events,
-                from_peer: None,
-                message: None,
                 by_node: true,
+                ..top_level(
+                    request_id,
+                    identity,
+                    metadata,
+                    outside_deadline(),
+                    path,
+                    events,
+                )
             },
             Origin::Message(scope) => CallContext {
-                request_id,
-                parent_request_id: None,
-                identity,
-                metadata,
-                deadline: outside_deadline(),
                 trusted: true,
-                depth: 0,
-                chain: vec![path],
-                events: None,
-                from_peer: None,
                 message: Some(scope),
-                by_node: false,
+                ..top_level(
+                    request_id,
+                    identity,
+                    metadata,
+                    outside_deadline(),
+                    path,
+                    None,
+                )
             },
             Origin::Peer(peer) => CallContext {
                 request_id,

@@ -355,15 +355,14 @@ async fn publish(
                         }
                     }),
                     (None, Some(error))
-                        if error.code == ErrorCode::Conflict.as_str()
-                            || error.code == ErrorCode::InvalidInput.as_str() =>
+                        if matches!(error.code, ErrorCode::Conflict | ErrorCode::InvalidInput) =>
                     {
-                        Outcome::Dead(format!("{}: {}", error.code, error.message))
+                        Outcome::Dead(format!("{}: {}", error.code.as_str(), error.message))
                     }
                     (None, error) => {
                         let error = error.map_or_else(
                             || CallError::new(ErrorCode::Failed, "no result"),
-                            |e| CallError::new(code_of(&e.code), e.message),
+                            |e| CallError::new(e.code, e.message),
                         );
                         retry(row, &error)
                     }
@@ -376,23 +375,4 @@ async fn publish(
             (row.id.clone(), outcome)
         })
         .collect()
-}
-
-fn code_of(text: &str) -> ErrorCode {
-    use ErrorCode::*;
-    [
-        NotFound,
-        Denied,
-        InvalidInput,
-        Timeout,
-        Unavailable,
-        ResourceExhausted,
-        Trapped,
-        Locked,
-        Conflict,
-        Failed,
-    ]
-    .into_iter()
-    .find(|code| code.as_str() == text)
-    .unwrap_or(Failed)
 }

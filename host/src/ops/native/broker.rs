@@ -64,7 +64,8 @@ pub struct PublishResult {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ItemError {
     /// The error code (`conflict`, `invalid-input`, `not-found`, ...).
-    pub code: String,
+    #[schemars(with = "String")]
+    pub code: ErrorCode,
     /// What went wrong.
     pub message: String,
 }
@@ -143,7 +144,7 @@ impl NativeOp for Publishes {
                         client_message_id: id,
                         accepted: None,
                         error: Some(ItemError {
-                            code: error.code.as_str().to_owned(),
+                            code: error.code,
                             message: error.message,
                         }),
                     },
