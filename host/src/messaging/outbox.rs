@@ -21,7 +21,8 @@ use super::db::{Db, DbError, integrity_check, json_column, now_ms};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
-    id                TEXT PRIMARY KEY,
+    seq               INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL,
     client_message_id TEXT NOT NULL UNIQUE,
     kind              TEXT NOT NULL CHECK (kind IN ('direct', 'topic')),
     target            TEXT NOT NULL,
@@ -144,8 +145,8 @@ pub struct OutboxRow {
 /// A row being sent, as the sender needs it.
 #[derive(Debug, Clone)]
 pub struct Claimed {
-    /// Local row id.
-    pub id: String,
+    /// The row's handle (its rowid).
+    pub seq: i64,
     /// The message.
     pub message: NewMessage,
     /// When it was accepted.
@@ -271,7 +272,7 @@ impl Outbox {
     /// Records what became of claimed rows.
     pub async fn settle(
         &self,
-        outcomes: Vec<(String, Outcome)>,
+        outcomes: Vec<(i64, Outcome)>,
         max_attempts: u32,
     ) -> Result<(), DbError> {
         let path = self.db.path().to_owned();
@@ -384,7 +385,7 @@ impl Outbox {
         self.change_dead(id, |conn, row_id| {
             conn.execute(
                 "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2,
-                 enqueued_at = ?2, last_error = NULL WHERE id = ?1",
+                 enqueued_at = ?2, last_error = NULL WHERE seq = ?1",
                 params![row_id, now_ms()],
             )
         })
@@ -394,7 +395,7 @@ impl Outbox {
     /// Deletes a dead row (by id or client_message_id).
     pub async fn drop_dead(&self, id: String) -> Result<OutboxRow, DbError> {
         self.change_dead(id, |conn, row_id| {
-            conn.execute("DELETE FROM outbox WHERE id = ?1", [row_id])
+            conn.execute("DELETE FROM outbox WHERE seq = ?1", [row_id])
         })
         .await
     }
@@ -402,20 +403,21 @@ impl Outbox {
     async fn change_dead(
         &self,
         id: String,
-        change: impl FnOnce(&Connection, &str) -> rusqlite::Result<usize> + Send + 'static,
+        change: impl FnOnce(&Connection, i64) -> rusqlite::Result<usize> + Send + 'static,
     ) -> Result<OutboxRow, DbError> {
         let path = self.db.path().to_owned();
         self.db
             .write(move |conn| {
                 let found = conn
                     .query_row(
-                        "SELECT * FROM outbox WHERE id = ?1 OR client_message_id = ?1",
+                        "SELECT * FROM outbox WHERE client_message_id = ?1
+                         UNION ALL SELECT * FROM outbox WHERE id = ?1 LIMIT 1",
                         [&id],
-                        row,
+                        |r| Ok((r.get::<_, i64>("seq")?, row(r)?)),
                     )
                     .optional()
                     .map_err(|e| Db::error(&path, &e))?;
-                let Some(found) = found else {
+                let Some((seq, found)) = found else {
                     return Err(DbError::Refused(format!(
                         "no outbox row `{id}`; `host msg outbox --status dead` lists the dead ones"
                     )));
@@ -426,7 +428,7 @@ impl Outbox {
                         found.status.as_str()
                     )));
                 }
-                change(conn, &found.id).map_err(|e| Db::error(&path, &e))?;
+                change(conn, seq).map_err(|e| Db::error(&path, &e))?;
                 Ok(found)
             })
             .await
@@ -496,12 +498,12 @@ fn enqueue(conn: &Connection, message: &NewMessage) -> Result<Enqueued, EnqueueE
     let digest = message.digest();
     let now = now_ms();
     let id = ulid::Ulid::new().to_string();
-    let inserted: Option<String> = conn
+    let inserted: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO outbox (id, client_message_id, kind, target, body, meta, digest,
                                  enqueued_at, next_attempt_at, status)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 'pending')
-             ON CONFLICT (client_message_id) DO NOTHING RETURNING id",
+             ON CONFLICT (client_message_id) DO NOTHING RETURNING seq",
         )?
         .query_row(
             params![
@@ -566,9 +568,9 @@ fn enqueue(conn: &Connection, message: &NewMessage) -> Result<Enqueued, EnqueueE
 fn claim(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Claimed>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE outbox SET status = 'inflight'
-         WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
+         WHERE seq IN (SELECT seq FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
                       ORDER BY next_attempt_at LIMIT ?2)
-         RETURNING id, client_message_id, kind, target, body, meta, enqueued_at, attempts",
+         RETURNING seq, client_message_id, kind, target, body, meta, enqueued_at, attempts",
     )?;
     let rows = stmt
         .query_map(
@@ -577,7 +579,7 @@ fn claim(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Claimed>> {
                 let kind: String = r.get("kind")?;
                 let name: String = r.get("target")?;
                 Ok(Claimed {
-                    id: r.get("id")?,
+                    seq: r.get("seq")?,
                     message: NewMessage {
                         client_message_id: r.get("client_message_id")?,
                         target: if kind == "topic" {
@@ -599,7 +601,7 @@ fn claim(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Claimed>> {
 
 fn settle(
     conn: &Connection,
-    outcomes: &[(String, Outcome)],
+    outcomes: &[(i64, Outcome)],
     max_attempts: u32,
 ) -> rusqlite::Result<()> {
     let now = now_ms();
@@ -608,7 +610,7 @@ fn settle(
             Outcome::Delivered(broker_id) => {
                 conn.prepare_cached(
                     "UPDATE outbox SET status = 'done', delivered_at = ?2, broker_message_id = ?3,
-                     last_error = NULL WHERE id = ?1",
+                     last_error = NULL WHERE seq = ?1",
                 )?
                 .execute(params![id, now, broker_id])?;
             }
@@ -618,7 +620,7 @@ fn settle(
                         attempts = attempts + ?4,
                         status = CASE WHEN attempts + ?4 >= ?5 THEN 'dead' ELSE 'pending' END,
                         next_attempt_at = ?3, last_error = ?2
-                     WHERE id = ?1",
+                     WHERE seq = ?1",
                 )?
                 .execute(params![
                     id,
@@ -631,7 +633,7 @@ fn settle(
             Outcome::Dead(error) => {
                 conn.prepare_cached(
                     "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?2
-                     WHERE id = ?1",
+                     WHERE seq = ?1",
                 )?
                 .execute(params![id, error])?;
             }
@@ -700,9 +702,9 @@ mod tests {
         outbox
             .settle(
                 vec![
-                    (claimed[0].id.clone(), Outcome::Delivered("B1".into())),
+                    (claimed[0].seq, Outcome::Delivered("B1".into())),
                     (
-                        claimed[1].id.clone(),
+                        claimed[1].seq,
                         Outcome::Retry {
                             error: "refused".into(),
                             at: 0,

@@ -218,7 +218,7 @@ async fn refuse_all(messaging: &Messaging, reason: String) -> Result<(), DbError
         .into_iter()
         .map(|row| {
             (
-                row.id,
+                row.seq,
                 Outcome::Retry {
                     error: reason.clone(),
                     at: after(wait),
@@ -263,7 +263,7 @@ async fn publish(
     messaging: &Messaging,
     broker: &BrokerRoute,
     claimed: Vec<Claimed>,
-) -> Vec<(String, Outcome)> {
+) -> Vec<(i64, Outcome)> {
     let items: Vec<PublishItem> = claimed
         .iter()
         .map(|row| {
@@ -307,7 +307,7 @@ async fn publish(
             let error = CallError::new(ErrorCode::Failed, e.to_string());
             return claimed
                 .iter()
-                .map(|row| (row.id.clone(), retry(row, &error)))
+                .map(|row| (row.seq, retry(row, &error)))
                 .collect();
         }
     };
@@ -332,7 +332,7 @@ async fn publish(
         Err(error) => {
             return claimed
                 .iter()
-                .map(|row| (row.id.clone(), retry(row, &error)))
+                .map(|row| (row.seq, retry(row, &error)))
                 .collect();
         }
     };
@@ -372,7 +372,7 @@ async fn publish(
                     &CallError::new(ErrorCode::Failed, "the broker did not answer for it"),
                 ),
             };
-            (row.id.clone(), outcome)
+            (row.seq, outcome)
         })
         .collect()
 }
