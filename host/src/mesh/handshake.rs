@@ -30,12 +30,16 @@ pub enum DialError {
     /// feature, bad hello.
     #[error("{0}")]
     Refused(String),
+    /// The peer keeps another connection with this node's key (its
+    /// duplicate-connection policy): another node uses this identity.
+    #[error("{0}")]
+    Duplicate(String),
 }
 
 impl DialError {
     /// True when one side refused the other (rather than no answer).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, DialError::Refused(_))
+        matches!(self, DialError::Refused(_) | DialError::Duplicate(_))
     }
 }
 
@@ -186,6 +190,11 @@ pub(super) async fn dial(
     let theirs = match exchange.await {
         Ok(theirs) => theirs,
         Err(err) => {
+            if let Some(closed) = connection.close_reason()
+                && super::link::duplicate_identity(&closed)
+            {
+                return Err(DialError::Duplicate(super::link::describe_close(&closed)));
+            }
             connection.close(close::BAD_HELLO.into(), err.to_string().as_bytes());
             return Err(err);
         }
@@ -290,6 +299,8 @@ async fn accept(mesh: &Arc<Mesh>, connection: quinn::Connection, remote: std::ne
     };
     tracing::info!(peer = %name, %remote, features = ?session.features, "peer connected");
     if link.set_inbound(session.clone()).is_err() {
+        // Let the hello reach the dialer before the close overtakes it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         connection.close(
             close::ALREADY_CONNECTED.into(),
             b"member_already_connected: another connection with this node's key is up and the broker prefers the oldest",

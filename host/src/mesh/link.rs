@@ -373,20 +373,7 @@ pub(super) async fn dial_loop(mesh: Arc<Mesh>, link: Arc<PeerLink>, endpoint: qu
                 let closed = serve::serve_connection(&mesh, &link, &session).await;
                 let reason = describe_close(&closed);
                 if duplicate_identity(&closed) {
-                    // The peer keeps another connection with this node's
-                    // key: another node uses this identity. Redialing would
-                    // only take turns with it.
-                    tracing::error!(peer = %name, reason = %reason, "member_concurrent_connection: another node is using this node's identity; no longer dialing this peer (restart this node once the other is gone)");
-                    link.update(|state| {
-                        state.outbound = None;
-                        state.last_error = Some(format!(
-                            "another node uses this node's identity: {reason}; not redialing until restart"
-                        ));
-                        state.dial = Dial::Backoff {
-                            retry_at: Instant::now() + Duration::from_secs(365 * 24 * 3600),
-                            refused: true,
-                        };
-                    });
+                    displaced(&link, &reason);
                     return;
                 }
                 tracing::warn!(peer = %name, reason = %reason, "connection to peer lost; redialing");
@@ -399,6 +386,10 @@ pub(super) async fn dial_loop(mesh: Arc<Mesh>, link: Arc<PeerLink>, endpoint: qu
                     };
                 });
                 wait_or_wake(&link, BACKOFF_START).await;
+            }
+            Err(handshake::DialError::Duplicate(reason)) => {
+                displaced(&link, &reason);
+                return;
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
@@ -421,6 +412,24 @@ pub(super) async fn dial_loop(mesh: Arc<Mesh>, link: Arc<PeerLink>, endpoint: qu
             }
         }
     }
+}
+
+/// The peer keeps another connection with this node's key: another node
+/// uses this identity. Redialing would only take turns with it, so the
+/// dialer stops, saying why.
+fn displaced(link: &PeerLink, reason: &str) {
+    let name = &link.config.name;
+    tracing::error!(peer = %name, reason = %reason, "member_concurrent_connection: another node is using this node's identity; no longer dialing this peer (restart this node once the other is gone)");
+    link.update(|state| {
+        state.outbound = None;
+        state.last_error = Some(format!(
+            "another node uses this node's identity: {reason}; not redialing until restart"
+        ));
+        state.dial = Dial::Backoff {
+            retry_at: Instant::now() + Duration::from_secs(365 * 24 * 3600),
+            refused: true,
+        };
+    });
 }
 
 async fn wait_or_wake(link: &PeerLink, delay: Duration) {
@@ -450,7 +459,7 @@ fn backoff(failures: u32) -> Duration {
 /// A person-readable reason a connection ended.
 /// True when the peer closed the connection because another connection
 /// with this node's key is up (its duplicate-connection policy).
-fn duplicate_identity(err: &quinn::ConnectionError) -> bool {
+pub(super) fn duplicate_identity(err: &quinn::ConnectionError) -> bool {
     use hearth_protocol::mesh::close::{ALREADY_CONNECTED, REPLACED};
     matches!(err, quinn::ConnectionError::ApplicationClosed(close)
         if close.error_code == REPLACED.into() || close.error_code == ALREADY_CONNECTED.into())

@@ -30,7 +30,7 @@ use crate::vault::{Vault, fingerprint};
 
 /// The ALPN protocol of the mesh; bumped with
 /// [`hearth_protocol::mesh::MESH_PROTOCOL`].
-pub const ALPN: &[u8] = b"hearth-mesh/2";
+pub const ALPN: &[u8] = b"hearth-mesh/3";
 /// The name every node's certificate carries and every dial asks for; the
 /// key, not the name, identifies a node.
 pub const SERVER_NAME: &str = "hearth-peer";
