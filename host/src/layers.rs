@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["capabilities", "messaging"],
     &["ops"],
-    &["transport", "mesh", "client"],
+    &["transport", "gateway", "mesh", "client"],
     &["serve"],
     &["cli"],
 ];

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::call::DynOperationEnv;
 use crate::config::NodeConfig;
+use crate::gateway::Gateway;
 use crate::mesh::Mesh;
 use crate::ops::Node;
 use crate::transport::server::SocketServer;
@@ -32,6 +33,9 @@ pub enum ServeError {
     /// The socket could not be bound.
     #[error(transparent)]
     Bind(#[from] crate::transport::server::BindError),
+    /// The HTTP gateway could not start.
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
 }
 
 /// Where a node takes calls. The mesh's UDP endpoint comes from
@@ -56,6 +60,7 @@ pub struct Server {
     node: Arc<Node>,
     mesh: Arc<Mesh>,
     socket: SocketServer,
+    gateway: Option<Gateway>,
     drain: Duration,
 }
 
@@ -68,10 +73,15 @@ impl Server {
         let mesh = Mesh::bind(&config.name, &config.mesh, node.vault().clone())?;
         node.attach_peers(mesh.clone());
         let socket = SocketServer::bind(&listeners.socket).await?;
+        let gateway = match &config.gateway {
+            Some(gateway) => Some(Gateway::bind(gateway).await?),
+            None => None,
+        };
         Ok(Server {
             node,
             mesh,
             socket,
+            gateway,
             drain: config.drain,
         })
     }
@@ -87,6 +97,11 @@ impl Server {
         &self.node
     }
 
+    /// Where the HTTP gateway listens, when it is on.
+    pub fn gateway_addr(&self) -> Option<std::net::SocketAddr> {
+        self.gateway.as_ref().and_then(Gateway::local_addr)
+    }
+
     /// The bound socket.
     pub fn socket_path(&self) -> &Path {
         self.socket.path()
@@ -98,8 +113,15 @@ impl Server {
         let env: Arc<dyn DynOperationEnv> = self.node.clone();
         self.mesh.start(Arc::downgrade(&env));
         self.node.start_messaging();
+        let gateway = async {
+            match self.gateway {
+                Some(gateway) => gateway.serve(self.node.clone()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = self.socket.serve(self.node.clone()) => {}
+            () = gateway => {}
             () = shutdown => {}
         }
         // No new connections: the socket file goes now.

@@ -39,6 +39,49 @@ pub struct StackFile {
     /// This node as a message broker for its peers.
     #[serde(default)]
     pub broker: BrokerSection,
+    /// The HTTP gateway on loopback.
+    #[serde(default)]
+    pub gateway: GatewaySection,
+}
+
+/// `[gateway]`: HTTP/1.1 and HTTP/2 on loopback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// On or off; when absent, on outside containers and CI, off inside.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// A loopback address and port.
+    #[serde(default = "default_gateway_listen")]
+    pub listen: String,
+    /// `GET /v1/health` without a token (for probes).
+    #[serde(default)]
+    pub public_health: bool,
+    /// `Origin`s a browser page may call from; none by default.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Largest request body, in bytes.
+    #[serde(default = "default_gateway_max_body")]
+    pub max_body_bytes: u32,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            enabled: None,
+            listen: default_gateway_listen(),
+            public_health: false,
+            allowed_origins: Vec::new(),
+            max_body_bytes: default_gateway_max_body(),
+        }
+    }
+}
+
+fn default_gateway_listen() -> String {
+    "127.0.0.1:7480".to_owned()
+}
+fn default_gateway_max_body() -> u32 {
+    1024 * 1024
 }
 
 /// `[messaging]`: how this node's outbox reaches other nodes.

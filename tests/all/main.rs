@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod docker;
+mod gateway;
 mod limits;
 mod mesh;
 mod messaging;

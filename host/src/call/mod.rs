@@ -59,6 +59,8 @@ impl Identity {
 pub enum Door {
     /// The Unix socket's framed protocol.
     Socket,
+    /// The HTTP gateway.
+    Http,
 }
 
 /// A peer node a call came from, and what it may do here.

@@ -44,13 +44,21 @@ async fn serve(
     let node = server.node().clone();
     unlock_at_start(&node, passphrase_file.as_deref()).await?;
     println!(
-        "hearth node `{}` ready in {} ms: {} plugins, {} operations\nidentity: {}\nsocket: {}\nmesh: {}\ndata: {}\nconfig: {}",
+        "hearth node `{}` ready in {} ms: {} plugins, {} operations\nidentity: {}\nsocket: {}\ngateway: {}\nmesh: {}\ndata: {}\nconfig: {}",
         node.name(),
         started.elapsed().as_millis(),
         node.plugins().len(),
         node.routes().len(),
         identity_line(&node),
         server.socket_path().display(),
+        match (server.gateway_addr(), &config.gateway) {
+            (Some(addr), Some(gateway)) => format!(
+                "http://{addr} (bearer token in {})",
+                gateway.token_file.display()
+            ),
+            _ => "off ([gateway] enabled = true turns it on; off by default in containers and CI)"
+                .to_owned(),
+        },
         mesh_line(&node),
         config.data_dir.display(),
         config.origin.as_ref().map_or_else(

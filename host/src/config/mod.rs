@@ -137,6 +137,40 @@ pub struct MeshConfig {
     pub duplicate_connections: DuplicateConnections,
 }
 
+/// The operator's gateway token, in `<data dir>/run/`.
+pub const GATEWAY_TOKEN_FILE: &str = "gateway.token";
+
+/// `[gateway]`, resolved (present only when the gateway is on).
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The loopback address to listen on.
+    pub listen: SocketAddr,
+    /// The operator's token file.
+    pub token_file: PathBuf,
+    /// Health without a token.
+    pub public_health: bool,
+    /// Origins allowed to call.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+/// True inside a container or on CI, where the gateway is off by default:
+/// a container may share the host's loopback, and CI machines are shared.
+pub fn in_container() -> bool {
+    let env = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    env("KUBERNETES_SERVICE_HOST")
+        || env("CI")
+        || env("GITHUB_ACTIONS")
+        || Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::fs::read_to_string("/proc/1/cgroup").is_ok_and(|c| {
+            ["docker", "kubepods", "containerd", "lxc", "podman"]
+                .iter()
+                .any(|k| c.contains(k))
+        })
+}
+
 /// `[messaging]` and `[broker]`, resolved.
 #[derive(Debug, Clone)]
 pub struct MessagingConfig {
@@ -191,6 +225,8 @@ pub struct NodeConfig {
     pub drain: Duration,
     /// The outbox, inbox and broker.
     pub messaging: MessagingConfig,
+    /// The HTTP gateway, when on.
+    pub gateway: Option<GatewayConfig>,
 }
 
 impl NodeConfig {

@@ -19,8 +19,8 @@ use hearth_registry::{
 
 use super::error::File;
 use super::{
-    BUNDLED, BrokerConfig, ConfigError, DEFAULT_WARM_INSTANCES, MeshConfig, MessagingConfig,
-    NodeConfig, PeerConfig, PluginSettings, PluginSource, default_data_dir,
+    BUNDLED, BrokerConfig, ConfigError, DEFAULT_WARM_INSTANCES, GatewayConfig, MeshConfig,
+    MessagingConfig, NodeConfig, PeerConfig, PluginSettings, PluginSource, default_data_dir,
 };
 
 const NAME_RULE: &str = "use lowercase letters, digits, `-` and `_`";
@@ -46,6 +46,7 @@ pub(super) fn resolve(
             )
         })?,
     };
+    let gateway = gateway_config(&stack.gateway, &file, &data_dir)?;
     let socket = stack
         .node
         .socket
@@ -79,6 +80,7 @@ pub(super) fn resolve(
         plugins,
         mesh,
         messaging,
+        gateway,
         origin,
     })
 }
@@ -234,6 +236,46 @@ fn mesh_config(stack: &StackFile, file: &File) -> Result<MeshConfig, ConfigError
         peers,
         duplicate_connections: stack.broker.duplicate_connections,
     })
+}
+
+/// Resolves `[gateway]`: on by default outside containers and CI; only on
+/// a loopback address.
+fn gateway_config(
+    section: &hearth_registry::GatewaySection,
+    file: &File,
+    data_dir: &Path,
+) -> Result<Option<GatewayConfig>, ConfigError> {
+    if !section.enabled.unwrap_or_else(|| !super::in_container()) {
+        return Ok(None);
+    }
+    let listen: SocketAddr = section.listen.parse().map_err(|_| {
+        file.invalid(
+            "gateway.listen",
+            format!("`{}` is not an IP address and port", section.listen),
+            "write it as in `127.0.0.1:7480`",
+        )
+    })?;
+    if !listen.ip().is_loopback() {
+        return Err(file.invalid(
+            "gateway.listen",
+            format!("`{listen}` is not a loopback address"),
+            "the gateway serves this machine only: use 127.0.0.1 or [::1]",
+        ));
+    }
+    if section.max_body_bytes == 0 {
+        return Err(file.invalid(
+            "gateway.max_body_bytes",
+            "is 0",
+            "allow at least the largest input an operation takes",
+        ));
+    }
+    Ok(Some(GatewayConfig {
+        listen,
+        token_file: data_dir.join("run").join(super::GATEWAY_TOKEN_FILE),
+        public_health: section.public_health,
+        allowed_origins: section.allowed_origins.clone(),
+        max_body_bytes: section.max_body_bytes as usize,
+    }))
 }
 
 /// What a broker's members may call on it, and a member's broker on it.

@@ -1,0 +1,419 @@
+//! The HTTP gateway: HTTP/1.1 and HTTP/2 on loopback, one more door to the
+//! one call pipeline.
+//!
+//! `POST /v1/call/{path}` decodes the JSON body into a [`CallRequest`],
+//! runs it through [`ops::serve`](crate::ops::serve) like every door, and
+//! encodes the response envelope — or, for a caller that accepts
+//! `text/event-stream`, a subscription's events as server-sent events and
+//! the reply as the last one. `GET /v1/ops`, `/v1/version` and `/v1/health`
+//! are calls to the node's own operations. Typed errors map to HTTP
+//! statuses with one JSON body shape everywhere.
+//!
+//! Before any of that, every request passes the same gate ([`auth`]): the
+//! `Host` must be loopback, an `Origin` must be on the allow list (empty by
+//! default; no CORS header is ever sent and preflights are refused), a
+//! token in the query string is refused and logged, and the operator's
+//! bearer token (`<data>/run/gateway.token`, 0600) is required — on health
+//! too unless `public_health` is set. Bodies, headers, connections and slow
+//! clients are bounded.
+
+mod auth;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hearth_registry::{CallError, ErrorCode, ResponseEnvelope, Source};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode, header};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::call::{CallRequest, Door, EventSink, Identity, OperationEnv};
+use crate::config::GatewayConfig;
+use crate::ops::Served;
+
+pub use auth::Token;
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 256;
+/// A client must send its request headers within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Events buffered for an SSE client before the call waits for it.
+const SSE_QUEUE: usize = 64;
+
+/// A response body: a whole buffer or a stream of server-sent events.
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The address could not be bound.
+    #[error(
+        "cannot listen for HTTP on {addr}: {source}; choose another `gateway.listen` or set `gateway.enabled = false`"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The token file could not be read or written.
+    #[error("cannot prepare the gateway token at {path}: {source}")]
+    Token {
+        /// The token file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The bound gateway.
+pub struct Gateway {
+    listener: TcpListener,
+    config: Arc<GatewayConfig>,
+    token: Arc<Token>,
+}
+
+impl Gateway {
+    /// Binds `config.listen` and loads (or creates) the operator token.
+    pub async fn bind(config: &GatewayConfig) -> Result<Gateway, GatewayError> {
+        let token = Token::load_or_create(&config.token_file)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Gateway {
+            listener,
+            config: Arc::new(config.clone()),
+            token: Arc::new(token),
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until the task is dropped.
+    pub async fn serve<E: OperationEnv>(self, node: Arc<E>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let door = Arc::new(Handler {
+            config: self.config,
+            token: self.token,
+        });
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let Ok((stream, _)) = self.listener.accept().await else {
+                continue;
+            };
+            let (door, node) = (door.clone(), node.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let (door, node) = (door.clone(), node.clone());
+                    async move { Ok::<_, Infallible>(door.handle(&node, request).await) }
+                });
+                let mut builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(64 * 1024);
+                builder.http2().max_header_list_size(64 * 1024);
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = builder.serve_connection(io, service).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// What each request is checked and served with.
+struct Handler {
+    config: Arc<GatewayConfig>,
+    token: Arc<Token>,
+}
+
+/// The one JSON error body, whatever went wrong.
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    json_response(status, &body)
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut text = serde_json::to_vec(value).unwrap_or_default();
+    text.push(b'\n');
+    let mut response = Response::new(Full::new(Bytes::from(text)).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The HTTP status of a typed error.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Denied => StatusCode::FORBIDDEN,
+        ErrorCode::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Trapped => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Locked => StatusCode::LOCKED,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn call_error_response(err: &CallError) -> Response<Body> {
+    error_response(status_of(err.code), err.code.as_str(), &err.message)
+}
+
+fn envelope_json(envelope: &ResponseEnvelope) -> serde_json::Value {
+    let source = match &envelope.source {
+        Source::Host => serde_json::json!("host"),
+        Source::Plugin(name) => serde_json::json!({ "plugin": name }),
+        Source::Remote(name) => serde_json::json!({ "remote": name }),
+    };
+    serde_json::json!({
+        "output": envelope.output,
+        "source": source,
+        "request_id": envelope.request_id,
+        "parent_request_id": envelope.parent_request_id,
+    })
+}
+
+impl Handler {
+    async fn handle<E: OperationEnv>(
+        &self,
+        node: &Arc<E>,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
+        if let Err(refusal) = auth::admit(&self.config, &self.token, &request) {
+            return error_response(refusal.status, refusal.code, &refusal.message);
+        }
+        let path = request.uri().path().to_owned();
+        match (request.method(), path.as_str()) {
+            (&Method::GET, "/v1/health") => json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ok", "node": node.node_name() }),
+            ),
+            (&Method::GET, "/v1/ops") => self.node_call(node, "/node/host/ops").await,
+            (&Method::GET, "/v1/version") => self.node_call(node, "/node/host/version").await,
+            (&Method::POST, call) if call.starts_with("/v1/call/") => {
+                let operation = format!("/{}", &call["/v1/call/".len()..]);
+                self.call(node, operation, request).await
+            }
+            (_, "/v1/health" | "/v1/ops" | "/v1/version") => error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "use GET",
+            ),
+            (_, call) if call.starts_with("/v1/call/") => error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "call operations with POST and the JSON input as the body",
+            ),
+            _ => error_response(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such endpoint: POST /v1/call/{path}, GET /v1/ops, /v1/version, /v1/health",
+            ),
+        }
+    }
+
+    /// The identity behind the operator's token.
+    fn operator() -> Identity {
+        Identity {
+            id: "http:operator".to_owned(),
+            scopes: vec!["*".to_owned()],
+        }
+    }
+
+    async fn node_call<E: OperationEnv>(&self, node: &Arc<E>, path: &str) -> Response<Body> {
+        let request = CallRequest::from_client(
+            Door::Http,
+            Self::operator(),
+            path.to_owned(),
+            "{}".to_owned(),
+        );
+        match node.call(request).await {
+            Ok(envelope) => json_response(StatusCode::OK, &envelope.output),
+            Err(err) => call_error_response(&err),
+        }
+    }
+
+    async fn call<E: OperationEnv>(
+        &self,
+        node: &Arc<E>,
+        path: String,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
+        let wants_events = request
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("text/event-stream")));
+        let mut metadata = Vec::new();
+        if let Some(key) = request.headers().get("idempotency-key") {
+            match key.to_str() {
+                Ok(key) => metadata.push((
+                    crate::ops::native::msg::IDEMPOTENCY_KEY.to_owned(),
+                    key.to_owned(),
+                )),
+                Err(_) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "bad-request",
+                        "Idempotency-Key must be visible ASCII",
+                    );
+                }
+            }
+        }
+        let timeout = match request.headers().get("timeout-ms").map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(ms)) => match ms.parse::<u64>() {
+                Ok(ms) => Some(Duration::from_millis(ms)),
+                Err(_) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "bad-request",
+                        "Timeout-Ms must be a number of milliseconds",
+                    );
+                }
+            },
+            Some(Err(_)) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    "Timeout-Ms must be a number of milliseconds",
+                );
+            }
+        };
+        let limit = self.config.max_body_bytes;
+        let body = match Limited::new(request.into_body(), limit).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "resource-exhausted",
+                    &format!("the body is larger than gateway.max_body_bytes ({limit} bytes)"),
+                );
+            }
+        };
+        let input = if body.iter().all(u8::is_ascii_whitespace) {
+            "{}".to_owned()
+        } else {
+            match String::from_utf8(body.to_vec()) {
+                Ok(text) => text,
+                Err(_) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "bad-request",
+                        "the body must be JSON text (UTF-8)",
+                    );
+                }
+            }
+        };
+        let mut call = CallRequest::from_client(Door::Http, Self::operator(), path, input);
+        call.metadata = metadata;
+        call.timeout = timeout;
+        if wants_events {
+            return sse(node.clone(), call);
+        }
+        let mut sink = NoEvents;
+        match crate::ops::serve(|r| node.call(r), call, &mut sink).await {
+            Served::Done(Ok(envelope)) => json_response(StatusCode::OK, &envelope_json(&envelope)),
+            Served::Done(Err(err)) => call_error_response(&err),
+            Served::Abandoned => error_response(
+                StatusCode::NOT_ACCEPTABLE,
+                "not-acceptable",
+                "this operation streams events: ask for them with `Accept: text/event-stream`",
+            ),
+        }
+    }
+}
+
+/// The sink of a caller that did not ask for events: the first event
+/// abandons the call (it is a subscription, answered 406).
+struct NoEvents;
+
+impl EventSink for NoEvents {
+    async fn emit(&mut self, _: String) -> bool {
+        false
+    }
+}
+
+/// Server-sent events: each event as `id: n` + `data:`, then the reply as
+/// `event: reply` (or `event: error`), then the end of the body. A client
+/// that goes away abandons the call.
+struct SseSink {
+    tx: mpsc::Sender<Bytes>,
+    next_id: u64,
+}
+
+impl EventSink for SseSink {
+    async fn emit(&mut self, payload: String) -> bool {
+        self.next_id += 1;
+        let frame = format!("id: {}\ndata: {}\n\n", self.next_id, one_line(&payload));
+        self.tx.send(Bytes::from(frame)).await.is_ok()
+    }
+}
+
+/// SSE data is line-based; JSON from the node has no raw newlines, but a
+/// plugin's event text might.
+fn one_line(text: &str) -> String {
+    text.replace('\n', "\ndata: ")
+}
+
+fn sse<E: OperationEnv>(node: Arc<E>, call: CallRequest) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Bytes>(SSE_QUEUE);
+    tokio::spawn(async move {
+        let mut sink = SseSink {
+            tx: tx.clone(),
+            next_id: 0,
+        };
+        let last = match crate::ops::serve(|r| node.call(r), call, &mut sink).await {
+            Served::Done(Ok(envelope)) => {
+                format!("event: reply\ndata: {}\n\n", envelope_json(&envelope))
+            }
+            Served::Done(Err(err)) => format!(
+                "event: error\ndata: {}\n\n",
+                serde_json::json!({ "error": { "code": err.code.as_str(), "message": err.message } })
+            ),
+            Served::Abandoned => return,
+        };
+        let _ = tx.send(Bytes::from(last)).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, Infallible>(Frame::data(bytes)), rx))
+    });
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}

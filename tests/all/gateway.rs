@@ -1,0 +1,277 @@
+//! The HTTP gateway end to end, spoken to with curl as any script would.
+
+use std::process::Command;
+use std::time::Duration;
+
+use hearth_tests::TestNode;
+use serde_json::Value;
+
+/// A node with the gateway on an ephemeral loopback port.
+struct Gw {
+    node: TestNode,
+    base: String,
+    token: String,
+}
+
+fn start(extra: &str) -> Gw {
+    let node = TestNode::start_with_stack(&format!(
+        "[node]\nname = \"gw\"\n[gateway]\nenabled = true\nlisten = \"127.0.0.1:0\"\n{extra}\n[plugins.echo]\n[broker]\nenabled = true\n"
+    ));
+    let line = node
+        .banner
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway: "))
+        .expect("the banner names the gateway")
+        .to_owned();
+    let base = line.split_whitespace().next().unwrap().to_owned();
+    let token_file = line
+        .split("bearer token in ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')');
+    let token = std::fs::read_to_string(token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mode = std::fs::metadata(token_file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    Gw { node, base, token }
+}
+
+/// Runs curl; returns the status and the body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+impl Gw {
+    fn auth(&self) -> String {
+        format!("Authorization: Bearer {}", self.token)
+    }
+
+    fn post(&self, path: &str, body: &str, extra: &[&str]) -> (u16, Value) {
+        let url = format!("{}/v1/call{path}", self.base);
+        let auth = self.auth();
+        let mut args = vec!["-X", "POST", "-H", &auth, "-d", body, &url];
+        args.extend_from_slice(extra);
+        let (status, text) = curl(&args);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let (status, text) = curl(&["-H", &self.auth(), &url]);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+#[test]
+fn calls_over_http_map_errors_to_statuses_with_one_body() {
+    let gw = start("max_body_bytes = 4096");
+    let (status, reply) = gw.post("/node/echo/ping", r#"{"msg":"hi"}"#, &[]);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["output"]["msg"], "hi");
+    assert_eq!(reply["source"]["plugin"], "echo");
+    assert!(reply["request_id"].as_str().is_some());
+    // HTTP/2 too.
+    let (status, _) = gw.post(
+        "/node/echo/ping",
+        r#"{"msg":"h2"}"#,
+        &["--http2-prior-knowledge"],
+    );
+    assert_eq!(status, 200);
+    // Typed errors, one shape.
+    for (path, body, want, code) in [
+        ("/node/echo/nope", "{}", 404, "not-found"),
+        ("/node/echo/ping", r#"{"msg": 5}"#, 422, "invalid-input"),
+        ("/node/echo/ping", "not json", 422, "invalid-input"),
+        ("/elsewhere/echo/ping", "{}", 404, "not-found"),
+    ] {
+        let (status, reply) = gw.post(path, body, &[]);
+        assert_eq!(status, want, "{path} {body}: {reply}");
+        assert_eq!(reply["error"]["code"], code, "{reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let big = format!(r#"{{"msg":"{}"}}"#, "x".repeat(5000));
+    let (status, reply) = gw.post("/node/echo/ping", &big, &[]);
+    assert_eq!(status, 413, "{reply}");
+    // Lists and versions.
+    let (status, ops) = gw.get("/v1/ops");
+    assert_eq!(status, 200);
+    assert!(
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .any(|op| op["path"] == "/node/echo/ping"),
+        "{ops}"
+    );
+    let (status, health) = gw.get("/v1/health");
+    assert_eq!((status, &health["status"]), (200, &Value::from("ok")));
+    assert_eq!(gw.get("/v1/version").0, 200);
+    assert_eq!(gw.get("/v1/nothing").0, 404);
+    // Idempotency-Key becomes the message's id: the retry is a no-op.
+    let send = r#"{"to":"gw","body":{"n":1}}"#;
+    let (status, first) = gw.post("/node/msg/send", send, &["-H", "Idempotency-Key: order-17"]);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["output"]["client_message_id"], "order-17");
+    let (_, again) = gw.post("/node/msg/send", send, &["-H", "Idempotency-Key: order-17"]);
+    assert_eq!(again["output"]["duplicate"], true, "{again}");
+    let (status, conflict) = gw.post(
+        "/node/msg/send",
+        r#"{"to":"gw","body":{"n":2}}"#,
+        &["-H", "Idempotency-Key: order-17"],
+    );
+    assert_eq!(
+        (status, &conflict["error"]["code"]),
+        (409, &Value::from("conflict"))
+    );
+}
+
+#[test]
+fn the_gate_refuses_strangers_before_the_node_sees_them() {
+    let gw = start("");
+    let url = format!("{}/v1/call/node/echo/ping", gw.base);
+    let auth = gw.auth();
+    // No token, a wrong one: 401, health included.
+    let (status, body) = curl(&["-X", "POST", "-d", "{}", &url]);
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer nope",
+        "-d",
+        "{}",
+        &url,
+    ]);
+    assert_eq!(status, 401);
+    let (status, _) = curl(&[&format!("{}/v1/health", gw.base)]);
+    assert_eq!(status, 401);
+    // Another Host (DNS rebinding), a foreign Origin, a preflight: 403.
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "Host: evil.example",
+        "-d",
+        "{}",
+        &url,
+    ]);
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "Origin: https://evil.example",
+        "-d",
+        "{}",
+        &url,
+    ]);
+    assert_eq!(status, 403);
+    let (status, _) = curl(&["-X", "OPTIONS", "-H", &auth, &url]);
+    assert_eq!(status, 403);
+    // A token in the URL: 400 and a security line, never the token.
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-d",
+        "{}",
+        &format!("{url}?token={}", gw.token),
+    ]);
+    assert_eq!(status, 400, "{body}");
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = gw.node.logs();
+    assert!(
+        logs.contains("security: a gateway token was sent in a query string"),
+        "{logs}"
+    );
+    assert!(!logs.contains(&gw.token), "the token reached the logs");
+    // No CORS header is ever sent.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-d",
+            r#"{"msg":"x"}"#,
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(!headers.contains("access-control-"), "{headers}");
+}
+
+#[test]
+fn a_subscription_streams_server_sent_events_then_its_reply() {
+    let gw = start("");
+    let url = format!("{}/v1/call/node/msg/subscribe", gw.base);
+    let auth = gw.auth();
+    let child = Command::new("curl")
+        .args(["-s", "-N", "--max-time", "4", "-X", "POST", "-H", &auth])
+        .args(["-H", "Accept: text/event-stream", "-d", "{}", &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    for n in 0..2 {
+        let (status, reply) = gw.post(
+            "/node/msg/send",
+            &format!(r#"{{"to":"gw","body":{{"n":{n}}}}}"#),
+            &[],
+        );
+        assert_eq!(status, 200, "{reply}");
+    }
+    let out = child.wait_with_output().unwrap();
+    let stream = String::from_utf8_lossy(&out.stdout);
+    assert!(stream.contains("id: 1\ndata: {"), "{stream}");
+    assert!(stream.contains("id: 2\ndata: {"), "{stream}");
+    assert!(stream.contains(r#""body":{"n":1}"#), "{stream}");
+    // A call that ends sends its reply as the last event.
+    let ping = format!("{}/v1/call/node/echo/ping", gw.base);
+    let (status, stream) = curl(&[
+        "-N",
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "Accept: text/event-stream",
+        "-d",
+        r#"{"msg":"sse"}"#,
+        &ping,
+    ]);
+    assert_eq!(status, 200);
+    assert!(stream.starts_with("event: reply\ndata: {"), "{stream}");
+    assert!(stream.contains(r#""msg":"sse""#), "{stream}");
+}
