@@ -407,3 +407,46 @@ pub fn require_packages(needs: &[(&str, &str)]) {
         missing.join(" ")
     );
 }
+
+/// A Python environment with `packages` from PyPI, kept under
+/// `~/.cache/hearth-test-python` and reused; returns its `python`. Installs
+/// only what is missing, saying so.
+pub fn require_python(packages: &[(&str, &str)]) -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    let venv = home.join(".cache").join("hearth-test-python");
+    let python = venv.join("bin").join("python");
+    if !python.is_file() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 to make a virtual environment");
+        assert!(made.success(), "python3 -m venv {} failed", venv.display());
+    }
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(module, _)| {
+            !Command::new(&python)
+                .args(["-c", &format!("import {module}")])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "== installing {} from PyPI (needed by the tests; once per machine)",
+            missing.join(" ")
+        );
+        let status = Command::new(&python)
+            .args(["-m", "pip", "install", "-q"])
+            .args(&missing)
+            .status()
+            .expect("pip");
+        assert!(status.success(), "pip install {} failed", missing.join(" "));
+    }
+    python
+}

@@ -275,3 +275,65 @@ fn a_subscription_streams_server_sent_events_then_its_reply() {
     assert!(stream.starts_with("event: reply\ndata: {"), "{stream}");
     assert!(stream.contains(r#""msg":"sse""#), "{stream}");
 }
+
+#[test]
+fn openapi_json_describes_every_operation_and_validates() {
+    let gw = start("");
+    let (status, doc) = gw.get("/openapi.json");
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(
+        doc["paths"]["/v1/call/node/echo/ping"]["post"].is_object(),
+        "{doc}"
+    );
+    assert!(
+        doc["paths"]["/v1/call/node/msg/send"]["post"]["parameters"][0]["name"]
+            == "Idempotency-Key"
+    );
+    let file = gw.node.dir().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let python =
+        hearth_tests::require_python(&[("openapi_spec_validator", "openapi-spec-validator")]);
+    let out = Command::new(python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_rotated_token_takes_over_and_the_old_one_keeps_a_grace_minute() {
+    let gw = start("");
+    let url = format!("{}/v1/health", gw.base);
+    let rotated = Command::new(hearth_tests::host_bin())
+        .args(["gateway", "rotate-token", "--config"])
+        .arg(gw.node.dir().join("stack.toml"))
+        .env("HEARTH_DATA_DIR", gw.node.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let token_file = gw.node.data_dir().join("run").join("gateway.token");
+    let new = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_ne!(new, gw.token);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, _) = curl(&["-H", &format!("Authorization: Bearer {new}"), &url]);
+    assert_eq!(status, 200);
+    // The old token still works within its minute (its lapse is a unit
+    // test of the gateway's token).
+    let (status, _) = curl(&["-H", &gw.auth(), &url]);
+    assert_eq!(status, 200);
+    assert!(!gw.node.logs().contains(&new), "the token reached the logs");
+}

@@ -94,6 +94,11 @@ enum Command {
         #[command(flatten)]
         format: Format,
     },
+    /// The HTTP gateway's operator token.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
+    },
     /// Messages: send, post, tail, inbox, outbox, requeue, drop, topics.
     Msg {
         #[command(subcommand)]
@@ -116,6 +121,17 @@ enum Command {
         warmup: f64,
         #[command(flatten)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GatewayCommand {
+    /// Write a new bearer token to <data dir>/run/gateway.token; a running
+    /// node notices within a second and honours the old one for 60 s more.
+    RotateToken {
+        /// The node's stack file (for its data directory).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -276,6 +292,34 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             bench::run(plan, format.json).await
         }
         Command::Msg { command } => msg::run(socket, command).await,
+        Command::Gateway {
+            command: GatewayCommand::RotateToken { config },
+        } => {
+            let config = match crate::config::NodeConfig::load(config.as_deref()) {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            let path = config
+                .data_dir
+                .join("run")
+                .join(crate::config::GATEWAY_TOKEN_FILE);
+            match crate::gateway::Token::rotate(&path) {
+                Ok(_) => {
+                    println!(
+                        "new gateway token written to {}; the previous one works for 60 s after the node notices (within a second)",
+                        path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Peers { format } => {
             show(socket, format.json, "/node/host/peers", output::print_peers).await
         }

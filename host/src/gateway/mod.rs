@@ -18,6 +18,7 @@
 //! clients are bounded.
 
 mod auth;
+mod openapi;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -215,6 +216,16 @@ impl Handler {
             ),
             (&Method::GET, "/v1/ops") => self.node_call(node, "/node/host/ops").await,
             (&Method::GET, "/v1/version") => self.node_call(node, "/node/host/version").await,
+            (&Method::GET, "/openapi.json") => {
+                let ops = match node_output(node, "/node/host/ops").await {
+                    Ok(ops) => ops.as_array().cloned().unwrap_or_default(),
+                    Err(err) => return call_error_response(&err),
+                };
+                json_response(
+                    StatusCode::OK,
+                    &openapi::document(node.node_name(), env!("CARGO_PKG_VERSION"), &ops),
+                )
+            }
             (&Method::POST, call) if call.starts_with("/v1/call/") => {
                 let operation = format!("/{}", &call["/v1/call/".len()..]);
                 self.call(node, operation, request).await
@@ -232,7 +243,7 @@ impl Handler {
             _ => error_response(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                "no such endpoint: POST /v1/call/{path}, GET /v1/ops, /v1/version, /v1/health",
+                "no such endpoint: POST /v1/call/{path}, GET /v1/ops, /v1/version, /v1/health, /openapi.json",
             ),
         }
     }
@@ -246,14 +257,8 @@ impl Handler {
     }
 
     async fn node_call<E: OperationEnv>(&self, node: &Arc<E>, path: &str) -> Response<Body> {
-        let request = CallRequest::from_client(
-            Door::Http,
-            Self::operator(),
-            path.to_owned(),
-            "{}".to_owned(),
-        );
-        match node.call(request).await {
-            Ok(envelope) => json_response(StatusCode::OK, &envelope.output),
+        match node_output(node, path).await {
+            Ok(output) => json_response(StatusCode::OK, &output),
             Err(err) => call_error_response(&err),
         }
     }
@@ -347,6 +352,20 @@ impl Handler {
             ),
         }
     }
+}
+
+/// The output of one of the node's own operations, called for the operator.
+async fn node_output<E: OperationEnv>(
+    node: &Arc<E>,
+    path: &str,
+) -> Result<serde_json::Value, CallError> {
+    let request = CallRequest::from_client(
+        Door::Http,
+        Handler::operator(),
+        path.to_owned(),
+        "{}".to_owned(),
+    );
+    node.call(request).await.map(|envelope| envelope.output)
 }
 
 /// The sink of a caller that did not ask for events: the first event
