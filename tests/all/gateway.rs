@@ -337,3 +337,32 @@ fn a_rotated_token_takes_over_and_the_old_one_keeps_a_grace_minute() {
     assert_eq!(status, 200);
     assert!(!gw.node.logs().contains(&new), "the token reached the logs");
 }
+
+#[test]
+fn a_python_script_with_requests_calls_an_operation() {
+    let gw = start("");
+    let python = hearth_tests::require_python(&[("requests", "requests")]);
+    let script = r#"
+import sys, requests
+base, token = sys.argv[1], sys.argv[2]
+auth = {"Authorization": f"Bearer {token}"}
+r = requests.post(f"{base}/v1/call/node/echo/ping", json={"msg": "from python"}, headers=auth)
+assert r.status_code == 200, r.text
+assert r.json()["output"]["msg"] == "from python", r.text
+r = requests.post(f"{base}/v1/call/node/echo/ping", json={"msg": 1}, headers=auth)
+assert r.status_code == 422 and r.json()["error"]["code"] == "invalid-input", r.text
+r = requests.post(f"{base}/v1/call/node/echo/ping", json={"msg": "x"})
+assert r.status_code == 401, r.text
+print("ok")
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &gw.base, &gw.token])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
