@@ -366,3 +366,47 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn metrics_count_calls_by_operation_and_outcome_and_parse_as_prometheus_text() {
+    let gw = start("");
+    gw.post("/node/echo/ping", r#"{"msg":"a"}"#, &[]);
+    gw.post("/node/echo/ping", r#"{"msg":5}"#, &[]);
+    gw.post("/node/echo/nothing-here-{random}", "{}", &[]);
+    let url = format!("{}/metrics", gw.base);
+    let (status, text) = curl(&["-H", &gw.auth(), &url]);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(
+            r#"hearth_calls_total{operation="/node/echo/ping",origin="client",outcome="ok"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"outcome="invalid-input"} 1"#), "{text}");
+    // What a caller typed never becomes a label.
+    assert!(!text.contains("nothing-here"), "{text}");
+    assert!(text.contains(r#"operation="unrouted""#), "{text}");
+    let file = gw.node.dir().join("metrics.txt");
+    std::fs::write(&file, &text).unwrap();
+    let python = hearth_tests::require_python(&[("prometheus_client", "prometheus_client")]);
+    let parse = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+assert "hearth_calls" in families, families.keys()
+assert "hearth_call_duration_seconds" in families
+assert "hearth_gateway_requests" in families
+print(len(families))
+"#;
+    let out = Command::new(python)
+        .args(["-c", parse])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -110,6 +110,7 @@ impl Gateway {
         let door = Arc::new(Handler {
             config: self.config,
             token: self.token,
+            requests: std::sync::Mutex::default(),
         });
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -145,6 +146,8 @@ impl Gateway {
 struct Handler {
     config: Arc<GatewayConfig>,
     token: Arc<Token>,
+    /// Requests by endpoint and status (both bounded sets).
+    requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, u16), u64>>,
 }
 
 /// The one JSON error body, whatever went wrong.
@@ -205,6 +208,41 @@ impl Handler {
         node: &Arc<E>,
         request: Request<Incoming>,
     ) -> Response<Body> {
+        let path = request.uri().path();
+        let endpoint = match path {
+            "/v1/health" => "health",
+            "/v1/ops" => "ops",
+            "/v1/version" => "version",
+            "/openapi.json" => "openapi",
+            "/metrics" => "metrics",
+            call if call.starts_with("/v1/call/") => "call",
+            _ => "other",
+        };
+        let response = self.respond(node, request).await;
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *requests
+            .entry((endpoint, response.status().as_u16()))
+            .or_default() += 1;
+        response
+    }
+
+    /// Gateway requests as Prometheus text.
+    fn request_metrics(&self) -> String {
+        let mut text = "# HELP hearth_gateway_requests_total HTTP requests by endpoint and status.\n# TYPE hearth_gateway_requests_total counter\n".to_owned();
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        for ((endpoint, status), n) in requests.iter() {
+            text.push_str(&format!(
+                "hearth_gateway_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}\n"
+            ));
+        }
+        text
+    }
+
+    async fn respond<E: OperationEnv>(
+        &self,
+        node: &Arc<E>,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
         if let Err(refusal) = auth::admit(&self.config, &self.token, &request) {
             return error_response(refusal.status, refusal.code, &refusal.message);
         }
@@ -216,6 +254,19 @@ impl Handler {
             ),
             (&Method::GET, "/v1/ops") => self.node_call(node, "/node/host/ops").await,
             (&Method::GET, "/v1/version") => self.node_call(node, "/node/host/version").await,
+            (&Method::GET, "/metrics") => match node_output(node, "/node/host/metrics").await {
+                Ok(text) => {
+                    let mut text = text.as_str().unwrap_or_default().to_owned();
+                    text.push_str(&self.request_metrics());
+                    let mut response = Response::new(Full::new(Bytes::from(text)).boxed());
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    response
+                }
+                Err(err) => call_error_response(&err),
+            },
             (&Method::GET, "/openapi.json") => {
                 let ops = match node_output(node, "/node/host/ops").await {
                     Ok(ops) => ops.as_array().cloned().unwrap_or_default(),
@@ -230,11 +281,13 @@ impl Handler {
                 let operation = format!("/{}", &call["/v1/call/".len()..]);
                 self.call(node, operation, request).await
             }
-            (_, "/v1/health" | "/v1/ops" | "/v1/version") => error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "use GET",
-            ),
+            (_, "/v1/health" | "/v1/ops" | "/v1/version" | "/metrics" | "/openapi.json") => {
+                error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method-not-allowed",
+                    "use GET",
+                )
+            }
             (_, call) if call.starts_with("/v1/call/") => error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",

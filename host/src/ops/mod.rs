@@ -14,6 +14,7 @@
 //! only through [`PeerNetwork`]; it knows no socket, frame or QUIC stream.
 
 pub mod messaging;
+pub mod metrics;
 pub mod native;
 pub mod peers;
 mod pipeline;
@@ -92,6 +93,7 @@ pub struct Node {
     messaging: Arc<messaging::Messaging>,
     /// This node's key, hex; fixed while it runs (`vault init` is offline).
     public_key: String,
+    metrics: metrics::Metrics,
 }
 
 /// Calls from outside the node that are running, for draining at shutdown.
@@ -184,6 +186,7 @@ impl Node {
                 calls: CallsInFlight::default(),
                 messaging,
                 public_key,
+                metrics: metrics::Metrics::default(),
             }
         });
         Ok(node)
@@ -216,6 +219,13 @@ impl Node {
     /// The loaded plugins, by name.
     pub fn plugins(&self) -> &BTreeMap<String, Arc<LoadedPlugin>> {
         &self.plugins
+    }
+
+    /// The call counters, as Prometheus text.
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        self.metrics.render(&mut text);
+        text
     }
 
     /// This node's public key, hex (what `host id` prints).

@@ -63,8 +63,41 @@ enum Target {
 }
 
 impl Node {
-    /// Runs one call, from any origin.
+    /// Runs one call, from any origin, and counts it.
     pub(super) async fn run(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
+        let started = Instant::now();
+        let origin = match request.origin {
+            Origin::Client(_) => "client",
+            Origin::Peer(_) => "peer",
+            Origin::Plugin(_) => "plugin",
+            Origin::Node(_) => "node",
+            Origin::Message(_) => "message",
+        };
+        let operation = self.metric_label(&request.path);
+        let result = self.run_uncounted(request).await;
+        self.metrics.record(
+            operation,
+            origin,
+            result.as_ref().map(|_| ()).map_err(|e| e.code),
+            started.elapsed(),
+        );
+        result
+    }
+
+    /// A bounded label for `path`: the route it reaches, `remote:<peer>`,
+    /// or `unrouted`.
+    fn metric_label(&self, path: &str) -> String {
+        match path.parse::<OperationPath>() {
+            Ok(p) if p.is_local(&self.name) => self
+                .routes
+                .lookup(&p.to_local())
+                .map_or_else(|_| "unrouted".to_owned(), |r| r.spec.path.to_string()),
+            Ok(p) if self.peers().is_peer(p.node()) => format!("remote:{}", p.node()),
+            _ => "unrouted".to_owned(),
+        }
+    }
+
+    async fn run_uncounted(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
         // Calls from outside count for draining; a plugin's nested call
         // runs inside one of them.
         let _in_flight = match request.origin {

@@ -373,3 +373,47 @@ impl NativeOp for Id {
         Ok(id)
     }
 }
+
+/// `/node/host/metrics`.
+pub struct Metrics;
+
+impl NativeOp for Metrics {
+    type Input = Empty;
+    type Output = String;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "metrics";
+    const DESCRIPTION: &'static str =
+        "Call counters, durations, calls in flight and peers, in Prometheus text format.";
+    const SCOPES: &'static [&'static str] = &["host:read"];
+
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<String, CallError> {
+        use std::fmt::Write;
+        let mut text = node.metrics_text();
+        let _ = writeln!(
+            text,
+            "# HELP hearth_calls_in_flight Calls from clients and peers running now.\n# TYPE hearth_calls_in_flight gauge\nhearth_calls_in_flight {}",
+            node.calls_in_flight()
+        );
+        let mut states: BTreeMap<String, u64> = BTreeMap::new();
+        for peer in node.peers().status() {
+            let state = serde_json::to_value(peer.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *states.entry(state).or_default() += 1;
+        }
+        let _ = writeln!(
+            text,
+            "# HELP hearth_peers Configured peers by state.\n# TYPE hearth_peers gauge"
+        );
+        for (state, n) in states {
+            let _ = writeln!(text, "hearth_peers{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(
+            text,
+            "# HELP hearth_plugins Plugins loaded.\n# TYPE hearth_plugins gauge\nhearth_plugins {}",
+            node.plugins().len()
+        );
+        Ok(text)
+    }
+}

@@ -140,6 +140,7 @@ impl NativeTable {
             entry::<host::Plugins>(),
             entry::<host::Peers>(),
             entry::<host::Id>(),
+            entry::<host::Metrics>(),
             entry::<vault::Status>(),
             entry::<vault::Unlock>(),
             entry::<vault::Lock>(),
@@ -212,7 +213,7 @@ mod tests {
     #[test]
     fn every_native_operation_has_a_valid_spec() {
         let table = NativeTable::new();
-        assert_eq!(table.entries.len(), 22);
+        assert_eq!(table.entries.len(), 23);
         let index = |path: &str| {
             table
                 .specs()
