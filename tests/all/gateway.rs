@@ -410,3 +410,37 @@ print(len(families))
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn host_bench_drives_the_gateway_over_keep_alive() {
+    let gw = start("");
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let token_file = gw.node.data_dir().join("run").join("gateway.token");
+    let out = Command::new(hearth_tests::host_bin())
+        .args([
+            "bench",
+            "/node/echo/ping",
+            r#"{"msg":"b"}"#,
+            "-c",
+            "4",
+            "-d",
+            "0.5",
+            "--warmup",
+            "0",
+            "--json",
+            "--http",
+            &addr,
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["calls"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+}

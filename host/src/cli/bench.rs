@@ -9,16 +9,28 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::client::{CallOptions, Client, ClientError};
 
+/// Where the calls go.
+pub enum Target {
+    /// The node's Unix socket.
+    Socket(PathBuf),
+    /// The HTTP gateway, over HTTP/1.1 keep-alive, with the bearer token.
+    Http {
+        /// `host:port`.
+        addr: String,
+        /// The operator's token.
+        token: String,
+    },
+}
+
 /// What to run.
 pub struct BenchPlan {
-    pub socket: PathBuf,
+    pub target: Target,
     pub path: String,
     pub input: String,
     pub connections: usize,
@@ -65,23 +77,120 @@ pub async fn run(plan: BenchPlan, json: bool) -> ExitCode {
     }
 }
 
+/// One connection making calls.
+enum Caller {
+    Socket(Client),
+    Http(HttpCaller),
+}
+
+impl Caller {
+    async fn connect(target: &Target) -> Result<Caller, ClientError> {
+        Ok(match target {
+            Target::Socket(socket) => Caller::Socket(Client::connect(socket).await?),
+            Target::Http { addr, token } => Caller::Http(HttpCaller::connect(addr, token).await?),
+        })
+    }
+
+    /// One call; `Err(code)`, with `fatal` when the connection is gone.
+    async fn call(&mut self, path: &str, input: &str) -> Result<(), (String, bool)> {
+        match self {
+            Caller::Socket(client) => {
+                match client.call_raw(path, input, CallOptions::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(err) => Err(match err.call_error() {
+                        Some(e) => (e.code.as_str().to_owned(), false),
+                        None => ("transport".to_owned(), true),
+                    }),
+                }
+            }
+            Caller::Http(http) => match http.call(path, input).await {
+                Ok(200) => Ok(()),
+                Ok(status) => Err((format!("http-{status}"), false)),
+                Err(_) => Err(("transport".to_owned(), true)),
+            },
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 keep-alive client: a request, then a response read by
+/// its Content-Length (what the gateway always sends for a call).
+struct HttpCaller {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    host: String,
+    auth: String,
+}
+
+impl HttpCaller {
+    async fn connect(addr: &str, token: &str) -> Result<HttpCaller, ClientError> {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("cannot connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Ok(HttpCaller {
+            stream: tokio::io::BufReader::new(stream),
+            host: addr.to_owned(),
+            auth: format!("Bearer {token}"),
+        })
+    }
+
+    async fn call(&mut self, path: &str, input: &str) -> std::io::Result<u16> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let request = format!(
+            "POST /v1/call{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{input}",
+            self.host,
+            self.auth,
+            input.len()
+        );
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP status line: {line:?}")))?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body).await?;
+        Ok(status)
+    }
+}
+
 async fn measure(plan: &BenchPlan) -> Result<BenchReport, ClientError> {
-    let mut clients = Vec::with_capacity(plan.connections);
+    let mut callers = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
-        clients.push(Arc::new(Client::connect(&plan.socket).await?));
+        callers.push(Caller::connect(&plan.target).await?);
     }
     // One call first, so a wrong path or input fails loudly, not as a
     // million errors.
-    if let Some(client) = clients.first() {
-        client
-            .call_raw(&plan.path, &plan.input, CallOptions::default())
-            .await?;
+    if let Some(caller) = callers.first_mut()
+        && let Err((code, _)) = caller.call(&plan.path, &plan.input).await
+    {
+        return Err(ClientError::Protocol(format!(
+            "the first call to {} failed: {code}",
+            plan.path
+        )));
     }
     let start = Instant::now();
     let measure_from = start + plan.warmup;
     let end = measure_from + plan.duration;
     let mut tasks = Vec::with_capacity(plan.connections);
-    for client in clients {
+    for mut caller in callers {
         let path = plan.path.clone();
         let input = plan.input.clone();
         tasks.push(tokio::spawn(async move {
@@ -94,19 +203,18 @@ async fn measure(plan: &BenchPlan) -> Result<BenchReport, ClientError> {
                 if sent >= end {
                     break;
                 }
-                let result = client.call_raw(&path, &input, CallOptions::default()).await;
+                let result = caller.call(&path, &input).await;
                 if sent < measure_from {
                     continue;
                 }
                 match result {
-                    Ok(_) => {
+                    Ok(()) => {
                         let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                         sample.latencies_us.push(us);
                     }
-                    Err(err) => {
-                        let code = err.call_error().map_or("transport", |e| e.code.as_str());
-                        *sample.errors.entry(code.to_owned()).or_default() += 1;
-                        if err.call_error().is_none() {
+                    Err((code, fatal)) => {
+                        *sample.errors.entry(code).or_default() += 1;
+                        if fatal {
                             break;
                         }
                     }

@@ -119,6 +119,13 @@ enum Command {
         /// Seconds to run before measuring.
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+        /// Call through the HTTP gateway at this `host:port` instead of the
+        /// socket (HTTP/1.1 keep-alive; the token from --token-file).
+        #[arg(long, value_name = "HOST:PORT")]
+        http: Option<String>,
+        /// The gateway token file (with --http).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
         #[command(flatten)]
         format: Format,
     },
@@ -268,11 +275,32 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             connections,
             duration,
             warmup,
+            http,
+            token_file,
             format,
         } => {
-            let Some(socket) = socket else {
-                eprintln!("error: no socket given; pass --socket or set HEARTH_SOCKET");
-                return ExitCode::from(EXIT_UNREACHABLE);
+            let target = match (http, token_file) {
+                (Some(addr), Some(file)) => match std::fs::read_to_string(&file) {
+                    Ok(token) => bench::Target::Http {
+                        addr,
+                        token: token.trim().to_owned(),
+                    },
+                    Err(err) => {
+                        eprintln!("error: cannot read {}: {err}", file.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                (Some(_), None) => {
+                    eprintln!("error: --http needs --token-file <data dir>/run/gateway.token");
+                    return ExitCode::from(2);
+                }
+                (None, _) => match socket {
+                    Some(socket) => bench::Target::Socket(socket),
+                    None => {
+                        eprintln!("error: no socket given; pass --socket or set HEARTH_SOCKET");
+                        return ExitCode::from(EXIT_UNREACHABLE);
+                    }
+                },
             };
             let valid = |s: f64| s.is_finite() && s >= 0.0;
             if connections == 0 || !valid(duration) || duration == 0.0 || !valid(warmup) {
@@ -282,7 +310,7 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
                 return ExitCode::from(2);
             }
             let plan = bench::BenchPlan {
-                socket,
+                target,
                 path,
                 input: input.unwrap_or_else(|| "{}".to_owned()),
                 connections,
