@@ -257,6 +257,13 @@ fn a_subscription_streams_server_sent_events_then_its_reply() {
     assert!(stream.contains("id: 1\ndata: {"), "{stream}");
     assert!(stream.contains("id: 2\ndata: {"), "{stream}");
     assert!(stream.contains(r#""body":{"n":1}"#), "{stream}");
+    // Without asking for events, a subscription is refused at once.
+    let (status, reply) = gw.post("/node/msg/subscribe", "{}", &[]);
+    assert_eq!(
+        (status, &reply["error"]["code"]),
+        (406, &Value::from("not-acceptable")),
+        "{reply}"
+    );
     // A call that ends sends its reply as the last event.
     let ping = format!("{}/v1/call/node/echo/ping", gw.base);
     let (status, stream) = curl(&[
@@ -443,4 +450,33 @@ fn host_bench_drives_the_gateway_over_keep_alive() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["calls"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+}
+
+#[test]
+fn schemathesis_finds_every_answer_documented_in_openapi_json() {
+    let gw = start("");
+    let python = hearth_tests::require_python(&[("schemathesis", "schemathesis")]);
+    let schemathesis = python.with_file_name("schemathesis");
+    let out = Command::new(schemathesis)
+        .current_dir(gw.node.dir())
+        .args([
+            "run",
+            &format!("{}/openapi.json", gw.base),
+            "-H",
+            &gw.auth(),
+        ])
+        .args([
+            "--checks",
+            "status_code_conformance,response_schema_conformance,content_type_conformance",
+            "--max-examples",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

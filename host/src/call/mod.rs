@@ -305,8 +305,8 @@ impl<T: OperationEnv> DynOperationEnv for T {
 }
 
 /// Where a front door sends a call's events: the socket writes `Event`
-/// frames, the mesh writes them on the call's stream, the HTTP gateway will
-/// write server-sent events. One implementation per door; the loop that
+/// frames, the mesh writes them on the call's stream, the HTTP gateway
+/// writes server-sent events. One implementation per door; the loop that
 /// feeds it is `ops::serve`, shared by all.
 pub trait EventSink: Send {
     /// Delivers one event; false when nobody receives events any more,

@@ -111,6 +111,7 @@ impl Gateway {
             config: self.config,
             token: self.token,
             requests: std::sync::Mutex::default(),
+            subscriptions: tokio::sync::Mutex::new((None, Vec::new())),
         });
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -148,6 +149,9 @@ struct Handler {
     token: Arc<Token>,
     /// Requests by endpoint and status (both bounded sets).
     requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, u16), u64>>,
+    /// This node's subscription operations (`/node/ns/name`), and when they
+    /// were last listed.
+    subscriptions: tokio::sync::Mutex<(Option<std::time::Instant>, Vec<String>)>,
 }
 
 /// The one JSON error body, whatever went wrong.
@@ -296,9 +300,40 @@ impl Handler {
             _ => error_response(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                "no such endpoint: POST /v1/call/{path}, GET /v1/ops, /v1/version, /v1/health, /openapi.json",
+                "no such endpoint: POST /v1/call/{path}, GET /v1/ops, /v1/version, /v1/health, /metrics, /openapi.json",
             ),
         }
+    }
+
+    /// True when `path` names one of this node's subscriptions (listed
+    /// again at most every few seconds), so a caller that did not ask for
+    /// events is told at once instead of waiting for the first one.
+    async fn is_subscription<E: OperationEnv>(&self, node: &Arc<E>, path: &str) -> bool {
+        let mut cached = self.subscriptions.lock().await;
+        if cached
+            .0
+            .is_none_or(|at| at.elapsed() > Duration::from_secs(5))
+        {
+            if let Ok(ops) = node_output(node, "/node/host/ops").await {
+                cached.1 = ops
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|op| op["kind"] == "subscription")
+                    .filter_map(|op| op["path"].as_str().map(str::to_owned))
+                    .collect();
+            }
+            cached.0 = Some(std::time::Instant::now());
+        }
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let (Some(node_part), Some(rest)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        if node_part != "node" && node_part != node.node_name() {
+            return false;
+        }
+        let local = format!("/node/{rest}");
+        cached.1.contains(&local)
     }
 
     /// The identity behind the operator's token.
@@ -393,6 +428,13 @@ impl Handler {
         call.timeout = timeout;
         if wants_events {
             return sse(node.clone(), call);
+        }
+        if self.is_subscription(node, &call.path).await {
+            return error_response(
+                StatusCode::NOT_ACCEPTABLE,
+                "not-acceptable",
+                "this operation streams events: ask for them with `Accept: text/event-stream`",
+            );
         }
         let mut sink = NoEvents;
         match crate::ops::serve(|r| node.call(r), call, &mut sink).await {

@@ -74,13 +74,33 @@ pub fn document(node: &str, version: &str, ops: &[Value]) -> Value {
                 }
             }),
         );
-        if op["kind"] == "subscription" {
+        let subscription = op["kind"] == "subscription";
+        if subscription {
             content.insert(
                 "text/event-stream".to_owned(),
                 json!({ "schema": { "type": "string" } }),
             );
         }
         let scopes = op["scopes"].clone();
+        let mut responses = json!({
+            "200": { "description": "The operation's response envelope", "content": content },
+            "400": error("Malformed request"),
+            "401": error("No or wrong bearer token"),
+            "403": error("Denied (scope, Host or Origin)"),
+            "404": error("No such operation"),
+            "409": error("Conflict"),
+            "413": error("Body too large"),
+            "422": error("Invalid input"),
+            "423": error("The vault is locked"),
+            "429": error("Resource exhausted"),
+            "500": error("The operation failed or trapped"),
+            "503": error("Unavailable"),
+            "504": error("Timed out")
+        });
+        if subscription {
+            responses["406"] =
+                error("A subscription asked for without `Accept: text/event-stream`");
+        }
         paths.insert(
             format!("/v1/call{path}"),
             json!({
@@ -100,21 +120,7 @@ pub fn document(node: &str, version: &str, ops: &[Value]) -> Value {
                         "required": true,
                         "content": { "application/json": { "schema": input } }
                     },
-                    "responses": {
-                        "200": { "description": "The operation's response envelope", "content": content },
-                        "400": error("Malformed request"),
-                        "401": error("No or wrong bearer token"),
-                        "403": error("Denied (scope, Host or Origin)"),
-                        "404": error("No such operation"),
-                        "409": error("Conflict"),
-                        "413": error("Body too large"),
-                        "422": error("Invalid input"),
-                        "423": error("The vault is locked"),
-                        "429": error("Resource exhausted"),
-                        "500": error("The operation failed or trapped"),
-                        "503": error("Unavailable"),
-                        "504": error("Timed out")
-                    }
+                    "responses": responses
                 }
             }),
         );
