@@ -480,3 +480,58 @@ fn schemathesis_finds_every_answer_documented_in_openapi_json() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The events `curl` printed from `/v1/events`: (id, kind).
+fn events_seen(stream: &str) -> Vec<(u64, String)> {
+    stream
+        .split("\n\n")
+        .filter_map(|frame| {
+            let id = frame
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))?
+                .parse()
+                .ok()?;
+            let data = frame.lines().find_map(|l| l.strip_prefix("data: "))?;
+            let event: Value = serde_json::from_str(data).ok()?;
+            Some((id, event["kind"].as_str()?.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn node_events_stream_and_resume_from_last_event_id() {
+    let gw = start("");
+    let url = format!("{}/v1/events", gw.base);
+    let auth = gw.auth();
+    // Two failed calls from outside are events.
+    gw.post("/node/echo/nope", "{}", &[]);
+    gw.post("/node/echo/ping", r#"{"msg":1}"#, &[]);
+    let (status, stream) = curl(&["-N", "--max-time", "1", "-H", &auth, &url]);
+    assert_eq!(status, 200, "{stream}");
+    let seen = events_seen(&stream);
+    let kinds: Vec<&str> = seen.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["plugin.loaded", "call.failed", "call.failed"],
+        "{stream}"
+    );
+    // Resume after the first: only what came after it.
+    let first = seen[0].0;
+    let (_, stream) = curl(&[
+        "-N",
+        "--max-time",
+        "1",
+        "-H",
+        &auth,
+        "-H",
+        &format!("Last-Event-ID: {first}"),
+        &url,
+    ]);
+    let resumed = events_seen(&stream);
+    assert_eq!(
+        resumed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [first + 1, first + 2]
+    );
+    let (status, _) = curl(&["-H", &auth, "-H", "Last-Event-ID: soon", &url]);
+    assert_eq!(status, 400);
+}

@@ -217,6 +217,7 @@ impl Handler {
             "/v1/health" => "health",
             "/v1/ops" => "ops",
             "/v1/version" => "version",
+            "/v1/events" => "events",
             "/openapi.json" => "openapi",
             "/metrics" => "metrics",
             call if call.starts_with("/v1/call/") => "call",
@@ -258,6 +259,27 @@ impl Handler {
             ),
             (&Method::GET, "/v1/ops") => self.node_call(node, "/node/host/ops").await,
             (&Method::GET, "/v1/version") => self.node_call(node, "/node/host/version").await,
+            (&Method::GET, "/v1/events") => {
+                let since = match request.headers().get("last-event-id").map(|v| v.to_str()) {
+                    None => Some(0),
+                    Some(Ok(id)) => id.trim().parse::<u64>().ok(),
+                    Some(Err(_)) => None,
+                };
+                let Some(since) = since else {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "bad-request",
+                        "Last-Event-ID must be an event id (a number)",
+                    );
+                };
+                let call = CallRequest::from_client(
+                    Door::Http,
+                    Self::operator(),
+                    "/node/host/events".to_owned(),
+                    serde_json::json!({ "since": since }).to_string(),
+                );
+                sse(node.clone(), call, true)
+            }
             (&Method::GET, "/metrics") => match node_output(node, "/node/host/metrics").await {
                 Ok(text) => {
                     let mut text = text.as_str().unwrap_or_default().to_owned();
@@ -285,13 +307,15 @@ impl Handler {
                 let operation = format!("/{}", &call["/v1/call/".len()..]);
                 self.call(node, operation, request).await
             }
-            (_, "/v1/health" | "/v1/ops" | "/v1/version" | "/metrics" | "/openapi.json") => {
-                error_response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method-not-allowed",
-                    "use GET",
-                )
-            }
+            (
+                _,
+                "/v1/health" | "/v1/ops" | "/v1/version" | "/v1/events" | "/metrics"
+                | "/openapi.json",
+            ) => error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "use GET",
+            ),
             (_, call) if call.starts_with("/v1/call/") => error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
@@ -300,7 +324,7 @@ impl Handler {
             _ => error_response(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                "no such endpoint: POST /v1/call/{path}, GET /v1/ops, /v1/version, /v1/health, /metrics, /openapi.json",
+                "no such endpoint: POST /v1/call/{path}, GET /v1/ops, /v1/version, /v1/events, /v1/health, /metrics, /openapi.json",
             ),
         }
     }
@@ -427,7 +451,7 @@ impl Handler {
         call.metadata = metadata;
         call.timeout = timeout;
         if wants_events {
-            return sse(node.clone(), call);
+            return sse(node.clone(), call, false);
         }
         if self.is_subscription(node, &call.path).await {
             return error_response(
@@ -479,15 +503,30 @@ impl EventSink for NoEvents {
 struct SseSink {
     tx: mpsc::Sender<Bytes>,
     next_id: u64,
+    /// Node events carry their own id (resumable with `Last-Event-ID`).
+    ids_from_payload: bool,
 }
 
 impl EventSink for SseSink {
     async fn emit(&mut self, payload: String) -> bool {
         self.next_id += 1;
-        let frame = format!("id: {}\ndata: {}\n\n", self.next_id, one_line(&payload));
+        let own = self
+            .ids_from_payload
+            .then(|| {
+                serde_json::from_str::<serde_json::Value>(&payload)
+                    .ok()
+                    .and_then(|v| v["id"].as_u64())
+            })
+            .flatten();
+        let id = own.unwrap_or(self.next_id);
+        let frame = format!("id: {id}\ndata: {}\n\n", one_line(&payload));
         self.tx.send(Bytes::from(frame)).await.is_ok()
     }
 }
+
+/// How often an idle event stream gets a comment, so proxies and clients
+/// see the connection is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// SSE data is line-based; JSON from the node has no raw newlines, but a
 /// plugin's event text might.
@@ -495,14 +534,30 @@ fn one_line(text: &str) -> String {
     text.replace('\n', "\ndata: ")
 }
 
-fn sse<E: OperationEnv>(node: Arc<E>, call: CallRequest) -> Response<Body> {
+fn sse<E: OperationEnv>(node: Arc<E>, call: CallRequest, ids_from_payload: bool) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(SSE_QUEUE);
     tokio::spawn(async move {
         let mut sink = SseSink {
             tx: tx.clone(),
             next_id: 0,
+            ids_from_payload,
         };
-        let last = match crate::ops::serve(|r| node.call(r), call, &mut sink).await {
+        let beat = tx.clone();
+        let keep_alive = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KEEP_ALIVE).await;
+                if beat
+                    .send(Bytes::from_static(b": keep-alive\n\n"))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let served = crate::ops::serve(|r| node.call(r), call, &mut sink).await;
+        keep_alive.abort();
+        let last = match served {
             Served::Done(Ok(envelope)) => {
                 format!("event: reply\ndata: {}\n\n", envelope_json(&envelope))
             }

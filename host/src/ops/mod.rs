@@ -13,6 +13,7 @@
 //! It imports the runtime and the capabilities below it, and reaches peers
 //! only through [`PeerNetwork`]; it knows no socket, frame or QUIC stream.
 
+pub mod events;
 pub mod messaging;
 pub mod metrics;
 pub mod native;
@@ -94,6 +95,7 @@ pub struct Node {
     /// This node's key, hex; fixed while it runs (`vault init` is offline).
     public_key: String,
     metrics: metrics::Metrics,
+    events: events::NodeEvents,
 }
 
 /// Calls from outside the node that are running, for draining at shutdown.
@@ -187,8 +189,19 @@ impl Node {
                 messaging,
                 public_key,
                 metrics: metrics::Metrics::default(),
+                events: events::NodeEvents::default(),
             }
         });
+        for plugin in node.plugins.values() {
+            node.events.emit(
+                "plugin.loaded",
+                serde_json::json!({
+                    "plugin": plugin.name,
+                    "version": plugin.manifest.version,
+                    "operations": plugin.specs.len(),
+                }),
+            );
+        }
         Ok(node)
     }
 
@@ -238,10 +251,18 @@ impl Node {
         &self.messaging
     }
 
-    /// Starts the messaging workers; `serve` calls it once the peers are
-    /// attached.
+    /// Starts the messaging workers and the peer watcher; `serve` calls it
+    /// once the peers are attached.
     pub fn start_messaging(self: &Arc<Self>) {
         messaging::start(self);
+        if let Some(changes) = self.peers().changes() {
+            tokio::spawn(watch_peers(Arc::downgrade(self), changes));
+        }
+    }
+
+    /// The node's event log.
+    pub fn events(&self) -> &events::NodeEvents {
+        &self.events
     }
 
     /// The vault.
@@ -372,6 +393,35 @@ where
         }
     }
     Served::Done(outcome)
+}
+
+/// Emits `peer.up` and `peer.down` as peers connect and go.
+async fn watch_peers(node: Weak<Node>, mut changes: tokio::sync::watch::Receiver<u64>) {
+    let mut up = std::collections::BTreeSet::new();
+    loop {
+        {
+            let Some(node) = node.upgrade() else { return };
+            let now: std::collections::BTreeSet<String> = node
+                .peers()
+                .status()
+                .into_iter()
+                .filter(|p| p.state == peers::PeerState::Connected)
+                .map(|p| p.name)
+                .collect();
+            for peer in now.difference(&up) {
+                node.events
+                    .emit("peer.up", serde_json::json!({ "peer": peer }));
+            }
+            for peer in up.difference(&now) {
+                node.events
+                    .emit("peer.down", serde_json::json!({ "peer": peer }));
+            }
+            up = now;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The plugins that handle messages: granted `messages` and naming a

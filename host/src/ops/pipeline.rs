@@ -75,6 +75,14 @@ impl Node {
         };
         let operation = self.metric_label(&request.path);
         let result = self.run_uncounted(request).await;
+        if let Err(err) = &result
+            && matches!(origin, "client" | "peer")
+        {
+            self.events.emit(
+                "call.failed",
+                serde_json::json!({ "operation": operation, "origin": origin, "code": err.code.as_str() }),
+            );
+        }
         self.metrics.record(
             operation,
             origin,

@@ -417,3 +417,70 @@ impl NativeOp for Metrics {
         Ok(text)
     }
 }
+
+/// Where to resume following node events.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsInput {
+    /// Replay kept events after this id first (the last one a follower saw).
+    #[serde(default)]
+    pub since: Option<u64>,
+}
+
+/// How a follow ended.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EventsEnd {
+    /// Events streamed.
+    pub delivered: u64,
+}
+
+/// `/node/host/events`.
+pub struct Events;
+
+impl NativeOp for Events {
+    type Input = EventsInput;
+    type Output = EventsEnd;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "events";
+    const KIND: hearth_registry::OpKind = hearth_registry::OpKind::Subscription;
+    const DESCRIPTION: &'static str = "Follow node events (plugin loaded, peer up or down, a call from outside failed), resuming after `since`.";
+    const SCOPES: &'static [&'static str] = &["host:read"];
+
+    async fn run(
+        node: &Node,
+        ctx: &CallContext,
+        input: EventsInput,
+    ) -> Result<EventsEnd, CallError> {
+        let Some(sink) = ctx.events.clone() else {
+            return Err(CallError::new(
+                hearth_registry::ErrorCode::InvalidInput,
+                "/node/host/events streams events: call it as a subscription",
+            ));
+        };
+        let (kept, mut live) = node.events().follow(input.since.unwrap_or(0));
+        let mut last = input.since.unwrap_or(0);
+        let mut delivered = 0;
+        for (id, text) in kept {
+            last = id;
+            if sink.send(text).await.is_err() {
+                return Ok(EventsEnd { delivered });
+            }
+            delivered += 1;
+        }
+        loop {
+            match live.recv().await {
+                Ok((id, text)) if id > last => {
+                    last = id;
+                    if sink.send(text).await.is_err() {
+                        return Ok(EventsEnd { delivered });
+                    }
+                    delivered += 1;
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Ok(EventsEnd { delivered });
+                }
+            }
+        }
+    }
+}

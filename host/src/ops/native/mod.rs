@@ -141,6 +141,7 @@ impl NativeTable {
             entry::<host::Peers>(),
             entry::<host::Id>(),
             entry::<host::Metrics>(),
+            entry::<host::Events>(),
             entry::<vault::Status>(),
             entry::<vault::Unlock>(),
             entry::<vault::Lock>(),
@@ -213,7 +214,7 @@ mod tests {
     #[test]
     fn every_native_operation_has_a_valid_spec() {
         let table = NativeTable::new();
-        assert_eq!(table.entries.len(), 23);
+        assert_eq!(table.entries.len(), 24);
         let index = |path: &str| {
             table
                 .specs()
