@@ -41,6 +41,16 @@ fn start(extra: &str) -> Gw {
     Gw { node, base, token }
 }
 
+/// Fails the test with what a program printed when it did not succeed.
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs curl; returns the status and the body.
 fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
@@ -306,12 +316,7 @@ fn openapi_json_describes_every_operation_and_validates() {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
 }
 
 #[test]
@@ -410,12 +415,7 @@ print(len(families))
         .arg(&file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
 }
 
 #[test]

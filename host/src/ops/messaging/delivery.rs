@@ -125,9 +125,7 @@ async fn deliver(
     let path = if queue.recipient_key == own_key {
         Some("/node/msg/deliver".to_owned())
     } else {
-        hex::decode(&queue.recipient_key)
-            .ok()
-            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        crate::ops::native::msg::hex_key(&queue.recipient_key)
             .and_then(|k| node.peers().peer_by_key(&k))
             .map(|name| format!("/{name}/msg/deliver"))
     };

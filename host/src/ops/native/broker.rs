@@ -100,17 +100,6 @@ fn caller_key(node: &Node, ctx: &CallContext) -> Result<String, CallError> {
     }
 }
 
-/// `to` as a key: a key as is, a peer's name or this node's name resolved.
-fn resolve_recipient(node: &Node, to: &str) -> Option<String> {
-    if super::msg::is_key(to) {
-        return Some(to.to_ascii_lowercase());
-    }
-    if to == node.name() || to == hearth_registry::LOCAL_NODE {
-        return Some(node.public_key().to_owned());
-    }
-    node.peers().peer_key(to).map(hex::encode)
-}
-
 /// `/node/broker/publish`.
 pub struct Publishes;
 
@@ -171,7 +160,7 @@ async fn accept(
 ) -> Result<Accepted, CallError> {
     super::msg::check_id(&item.client_message_id)?;
     let recipient_key = match (&item.to, &item.topic) {
-        (Some(to), None) => Some(resolve_recipient(node, to).ok_or_else(|| {
+        (Some(to), None) => Some(super::msg::known_key(node, to).ok_or_else(|| {
             CallError::new(
                 ErrorCode::NotFound,
                 format!(

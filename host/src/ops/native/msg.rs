@@ -35,6 +35,18 @@ pub fn is_key(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The key of the node `name` names, as this node knows it: a key as is
+/// (lowercased), this node's own name, or a peer's name.
+pub fn known_key(node: &Node, name: &str) -> Option<String> {
+    if is_key(name) {
+        return Some(name.to_ascii_lowercase());
+    }
+    if name == node.name() || name == hearth_registry::LOCAL_NODE {
+        return Some(node.public_key().to_owned());
+    }
+    node.peers().peer_key(name).map(hex::encode)
+}
+
 /// A `client_message_id` is 1 to 128 visible ASCII characters.
 pub fn check_id(id: &str) -> Result<(), CallError> {
     if id.is_empty() || id.len() > MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
@@ -221,12 +233,8 @@ impl NativeOp for Send {
     async fn run(node: &Node, ctx: &CallContext, input: SendInput) -> Result<Sent, CallError> {
         // Resolve names this node knows to keys: names are per node, keys
         // are what the broker and the receivers agree on.
-        let to = if is_key(&input.to) {
-            input.to.to_ascii_lowercase()
-        } else if input.to == node.name() || input.to == hearth_registry::LOCAL_NODE {
-            node.public_key().to_owned()
-        } else if let Some(key) = node.peers().peer_key(&input.to) {
-            hex::encode(key)
+        let to = if let Some(key) = known_key(node, &input.to) {
+            key
         } else if hearth_registry::is_valid_segment(&input.to) {
             // Perhaps a name the broker knows.
             input.to
@@ -308,16 +316,7 @@ pub struct InboxPage {
 
 /// A sender filter as a key: a key as is, or a peer's (or this node's) name.
 fn sender_key(node: &Node, from: &str) -> String {
-    if is_key(from) {
-        return from.to_ascii_lowercase();
-    }
-    if from == node.name() || from == hearth_registry::LOCAL_NODE {
-        return node.public_key().to_owned();
-    }
-    node.peers()
-        .peer_key(from)
-        .map(hex::encode)
-        .unwrap_or_else(|| from.to_owned())
+    known_key(node, from).unwrap_or_else(|| from.to_owned())
 }
 
 /// `/node/msg/inbox`.
@@ -735,7 +734,8 @@ impl NativeOp for Deliver {
     }
 }
 
-fn hex_key(text: &str) -> Option<[u8; 32]> {
+/// A node key's bytes from its hex form.
+pub fn hex_key(text: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(text).ok()?;
     bytes.try_into().ok()
 }
