@@ -96,8 +96,26 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
 }
 
 impl Client {
-    /// Connects to the node at `socket` and exchanges `Hello`.
+    /// Connects to the node at `socket` and exchanges `Hello`: a same-user
+    /// client without a key is the node's operator (unless the node
+    /// requires keys on its socket).
     pub async fn connect(socket: &Path) -> Result<Client, ClientError> {
+        Self::open(socket, None).await
+    }
+
+    /// Connects and proves `key`: calls then run as that client, with the
+    /// scopes an operator gave it. A key the node has not seen waits for an
+    /// operator's answer; `waiting` hears what the node says meanwhile.
+    pub async fn connect_with_key(
+        socket: &Path,
+        key: &ClientKey,
+        name: &str,
+        waiting: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Client, ClientError> {
+        Self::open(socket, Some((key, name, waiting))).await
+    }
+
+    async fn open(socket: &Path, auth: Option<Proving<'_>>) -> Result<Client, ClientError> {
         let stream = UnixStream::connect(socket)
             .await
             .map_err(|source| ClientError::Connect {
@@ -112,7 +130,7 @@ impl Client {
         frame::write_frame(&mut writer, &hello)
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (node, identity) = match read_node_frame(&mut reader).await? {
+        let (node, mut identity) = match read_node_frame(&mut reader).await? {
             Some(NodeFrame::Hello { node, identity, .. }) => (node, identity),
             Some(NodeFrame::Refused { error, .. }) => return Err(ClientError::Refused(error)),
             Some(other) => {
@@ -126,6 +144,9 @@ impl Client {
                 ));
             }
         };
+        if let Some((key, name, waiting)) = auth {
+            identity = prove(&mut reader, &mut writer, key, name, waiting).await?;
+        }
         let pending: Pending = Arc::default();
         let reader = tokio::spawn(read_replies(reader, pending.clone()));
         Ok(Client {
@@ -237,6 +258,166 @@ impl Drop for Client {
     }
 }
 
+/// A key to prove, the name to give, and who hears what the node says
+/// while an operator is asked.
+type Proving<'a> = (&'a ClientKey, &'a str, &'a mut (dyn FnMut(&str) + Send));
+
+/// Proves `key` on a fresh connection: `Authenticate`, wait (for an
+/// operator, if the key is new), sign the `Challenge`, `Prove`. Returns the
+/// identity the node gave.
+async fn prove(
+    reader: &mut tokio::net::unix::OwnedReadHalf,
+    writer: &mut OwnedWriteHalf,
+    key: &ClientKey,
+    name: &str,
+    waiting: &mut (dyn FnMut(&str) + Send),
+) -> Result<String, ClientError> {
+    let authenticate = ClientFrame::Authenticate {
+        key: key.public().to_vec(),
+        name: name.to_owned(),
+    };
+    frame::write_frame(&mut *writer, &authenticate)
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    loop {
+        match read_node_frame(reader).await? {
+            Some(NodeFrame::AwaitingApproval { message }) => waiting(&message),
+            Some(NodeFrame::Challenge { nonce, node_key }) => {
+                let node_key: [u8; 32] = node_key.try_into().map_err(|_| {
+                    ClientError::Protocol("the node's key is not 32 bytes".to_owned())
+                })?;
+                let prove = ClientFrame::Prove {
+                    nonce,
+                    signature: key.sign_challenge(&node_key, nonce).to_vec(),
+                };
+                frame::write_frame(&mut *writer, &prove)
+                    .await
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            }
+            Some(NodeFrame::Authenticated { identity, .. }) => return Ok(identity),
+            Some(NodeFrame::Refused { error, .. }) => return Err(ClientError::Refused(error)),
+            Some(other) => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected {other:?} while proving a key"
+                )));
+            }
+            None => {
+                return Err(ClientError::Protocol(
+                    "the node closed the connection while the key was being proven".to_owned(),
+                ));
+            }
+        }
+    }
+}
+
+/// A client's ed25519 key: what it proves itself with. The secret stays
+/// with the client; the node only ever sees the public half and
+/// signatures.
+pub struct ClientKey {
+    signing: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientKey({})", self.public_hex())
+    }
+}
+
+impl ClientKey {
+    /// A new random key.
+    pub fn generate() -> Result<ClientKey, ClientError> {
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::getrandom(&mut *seed)
+            .map_err(|e| ClientError::Protocol(format!("no randomness for a key: {e}")))?;
+        Ok(ClientKey {
+            signing: ed25519_dalek::SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// The key in `path` (its secret as 64 hex digits), or a new one
+    /// written there 0600 (in a directory only this user can enter).
+    pub fn load_or_create(path: &Path) -> Result<ClientKey, ClientError> {
+        let io = |e: std::io::Error| {
+            ClientError::Protocol(format!("cannot use the client key {}: {e}", path.display()))
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                hex::decode_to_slice(text.trim(), &mut *seed).map_err(|_| {
+                    io(std::io::Error::other(
+                        "it is not 64 hex digits; move it away to make a new key",
+                    ))
+                })?;
+                Ok(ClientKey {
+                    signing: ed25519_dalek::SigningKey::from_bytes(&seed),
+                })
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                use std::io::Write;
+                use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+                let key = ClientKey::generate()?;
+                if let Some(dir) = path.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(io)?;
+                }
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(io)?;
+                let secret = zeroize::Zeroizing::new(hex::encode(key.signing.to_bytes()));
+                file.write_all(format!("{}\n", secret.as_str()).as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(io)?;
+                Ok(key)
+            }
+            Err(err) => Err(io(err)),
+        }
+    }
+
+    /// Where the CLI keeps its key: `$HEARTH_CLIENT_KEY`, else
+    /// `$XDG_CONFIG_HOME/hearth/client.key`, else
+    /// `~/.config/hearth/client.key`.
+    pub fn default_path() -> Option<PathBuf> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(path) = var("HEARTH_CLIENT_KEY") {
+            return Some(PathBuf::from(path));
+        }
+        let config = var("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+        Some(config.join("hearth").join("client.key"))
+    }
+
+    /// The public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    /// The public key, hex (what an operator approves).
+    pub fn public_hex(&self) -> String {
+        hex::encode(self.public())
+    }
+
+    /// The signature answering challenge `nonce` from the node whose
+    /// identity key is `node_key`.
+    pub fn sign_challenge(&self, node_key: &[u8; 32], nonce: u64) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        let message = hearth_protocol::auth::challenge_message(node_key, &self.public(), nonce);
+        self.signing.sign(&message).to_bytes()
+    }
+
+    /// Signs arbitrary bytes (tests sign the wrong thing with it).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.signing.sign(message).to_bytes()
+    }
+}
+
 async fn read_node_frame(
     reader: &mut tokio::net::unix::OwnedReadHalf,
 ) -> Result<Option<NodeFrame>, ClientError> {
@@ -272,7 +453,12 @@ async fn read_replies(mut reader: tokio::net::unix::OwnedReadHalf, pending: Pend
                 }
             }
             Ok(Some(NodeFrame::Refused { id: None, error })) => break ClientError::Refused(error),
-            Ok(Some(NodeFrame::Hello { .. })) => {}
+            Ok(Some(
+                NodeFrame::Hello { .. }
+                | NodeFrame::AwaitingApproval { .. }
+                | NodeFrame::Challenge { .. }
+                | NodeFrame::Authenticated { .. },
+            )) => {}
             Ok(None) => break ClientError::Protocol("the node closed the connection".to_owned()),
             Err(err) => break err,
         }

@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["call"],
     &["config"],
     &["runtime"],
-    &["capabilities", "messaging"],
+    &["capabilities", "messaging", "access"],
     &["ops"],
     &["transport", "gateway", "mesh", "client"],
     &["serve"],

@@ -11,7 +11,8 @@
 //! 3. [`runtime`]: wasmtime, the per-call store, limits, warm instances;
 //! 4. [`capabilities`]: the host side of each WIT interface with its grant;
 //!    [`messaging`]: the outbox, inbox and broker stores (SQLite, group
-//!    commit);
+//!    commit); [`access`]: who calls from outside and what they may do
+//!    (client keys, approvals, sessions, the scope check);
 //! 5. [`ops`]: the OperationEnv — routing, the one call pipeline, native
 //!    operations, peers reached through a trait;
 //! 6. [`transport`] (Unix socket), [`gateway`] (HTTP on loopback), [`mesh`]
@@ -25,6 +26,7 @@
 //! `hearth-protocol` (wire formats) and `hearth-vault` (the seed and its
 //! keys, re-exported here as [`vault`]).
 
+pub mod access;
 pub mod call;
 pub mod capabilities;
 pub mod cli;

@@ -115,12 +115,16 @@ impl Server {
         self.node.start_messaging();
         let gateway = async {
             match self.gateway {
-                Some(gateway) => gateway.serve(self.node.clone()).await,
+                Some(gateway) => {
+                    gateway
+                        .serve(self.node.clone(), self.node.access().clone())
+                        .await
+                }
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            () = self.socket.serve(self.node.clone()) => {}
+            () = self.socket.serve(self.node.clone(), self.node.access().clone()) => {}
             () = gateway => {}
             () = shutdown => {}
         }

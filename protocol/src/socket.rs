@@ -4,7 +4,9 @@
 //! A client sends `Hello`, then any number of `Call`s tagged with ids of its
 //! choosing, and may `Cancel` one; the node answers `Hello`, then `Event`s
 //! and one `Reply` per call, in any order across calls, or `Refused` for a
-//! frame it did not accept.
+//! frame it did not accept. A client with a key proves it after `Hello`:
+//! `Authenticate` → (`AwaitingApproval`) → `Challenge` → `Prove` →
+//! `Authenticated`, and its calls then run as that client.
 //!
 //! The wire tag of an enum variant is its position: variants are only ever
 //! appended, never reordered, removed or reused. The golden-byte tests
@@ -33,6 +35,23 @@ pub enum ClientFrame {
     Cancel {
         /// The call to cancel.
         id: u64,
+    },
+    /// Prove a client key: the node answers `Challenge` (after an
+    /// operator approved the key, if it is new: `AwaitingApproval` first)
+    /// or `Refused`.
+    Authenticate {
+        /// The client's ed25519 public key (32 bytes).
+        key: Vec<u8>,
+        /// A name for the operator to recognise the client by.
+        name: String,
+    },
+    /// The answer to `Challenge`: the key's signature of
+    /// [`challenge_message`](crate::auth::challenge_message).
+    Prove {
+        /// The challenge's nonce.
+        nonce: u64,
+        /// The ed25519 signature (64 bytes).
+        signature: Vec<u8>,
     },
 }
 
@@ -86,6 +105,26 @@ pub enum NodeFrame {
         id: u64,
         /// The event as JSON text.
         payload: String,
+    },
+    /// The key of `Authenticate` is new: an operator is being asked.
+    AwaitingApproval {
+        /// What the operator sees and how to answer.
+        message: String,
+    },
+    /// Sign [`challenge_message`](crate::auth::challenge_message) with
+    /// these and answer with `Prove`.
+    Challenge {
+        /// The nonce to sign, usable once.
+        nonce: u64,
+        /// The node's identity key (32 bytes).
+        node_key: Vec<u8>,
+    },
+    /// The key is proven: calls from now on run as this identity.
+    Authenticated {
+        /// The identity, e.g. `client:3f9a…`.
+        identity: String,
+        /// The scopes it holds.
+        scopes: Vec<String>,
     },
 }
 
@@ -220,6 +259,20 @@ mod tests {
                 "01ac02062f612f622f63027b7d01016b01760105",
             ),
             (ClientFrame::Cancel { id: 2 }, "0202"),
+            (
+                ClientFrame::Authenticate {
+                    key: vec![1, 2],
+                    name: "c".into(),
+                },
+                "030201020163",
+            ),
+            (
+                ClientFrame::Prove {
+                    nonce: 1,
+                    signature: vec![9],
+                },
+                "04010109",
+            ),
         ];
         for (frame, bytes) in golden {
             assert_eq!(hex_of(&frame), bytes, "{frame:?}");
@@ -265,6 +318,26 @@ mod tests {
                     payload: "{}".into(),
                 },
                 "0303027b7d",
+            ),
+            (
+                NodeFrame::AwaitingApproval {
+                    message: "m".into(),
+                },
+                "04016d",
+            ),
+            (
+                NodeFrame::Challenge {
+                    nonce: 2,
+                    node_key: vec![7],
+                },
+                "05020107",
+            ),
+            (
+                NodeFrame::Authenticated {
+                    identity: "i".into(),
+                    scopes: vec!["s".into()],
+                },
+                "060169010173",
             ),
         ];
         for (frame, bytes) in golden {

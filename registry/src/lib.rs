@@ -44,7 +44,7 @@ pub use path::{LOCAL_NODE, OperationPath, PathError, RESERVED_NAMESPACES, is_val
 pub use routing::{InputError, Owner, Route, RoutingError, RoutingTable};
 pub use spec::{OpKind, OperationSpec, SpecError};
 pub use stack::{
-    BrokerSection, DockerSection, DuplicateConnections, GatewaySection, LimitsSection,
-    MAX_MEMORY_MIB, MeshSection, MessagingSection, NodeSection, PeerEntry, PluginEntry, StackError,
-    StackFile,
+    BrokerSection, ClientsSection, DockerSection, DuplicateConnections, GatewaySection,
+    LimitsSection, MAX_MEMORY_MIB, MeshSection, MessagingSection, NodeSection, PeerEntry,
+    PluginEntry, StackError, StackFile,
 };

@@ -12,7 +12,7 @@ pub const LOCAL_NODE: &str = "node";
 
 /// Namespaces the node's native operations live under; no plugin may be
 /// named after one or use one as its namespace.
-pub const RESERVED_NAMESPACES: &[&str] = &["host", "vault", "msg", "broker"];
+pub const RESERVED_NAMESPACES: &[&str] = &["host", "vault", "msg", "broker", "clients"];
 
 /// Longest accepted segment, in bytes.
 const MAX_SEGMENT_LEN: usize = 64;

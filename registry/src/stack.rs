@@ -42,6 +42,53 @@ pub struct StackFile {
     /// The HTTP gateway on loopback.
     #[serde(default)]
     pub gateway: GatewaySection,
+    /// Client identities: keys, approval, sessions.
+    #[serde(default)]
+    pub clients: ClientsSection,
+}
+
+/// `[clients]`: programs that call this node with a key of their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientsSection {
+    /// When true, a socket client must prove a key like any other client;
+    /// otherwise a same-user socket client without a key is the operator.
+    #[serde(default)]
+    pub require_keys_on_socket: bool,
+    /// Client keys (64 hex digits) that are operators (`*`) without asking.
+    #[serde(default)]
+    pub operator_keys: Vec<String>,
+    /// How long a new client waits for an operator's answer, in seconds.
+    #[serde(default = "default_approval_timeout")]
+    pub approval_timeout_s: u64,
+    /// How long an HTTP session token lasts, in seconds.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl_s: u64,
+    /// Requests waiting for an answer at once; more are refused.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: u32,
+}
+
+impl Default for ClientsSection {
+    fn default() -> Self {
+        ClientsSection {
+            require_keys_on_socket: false,
+            operator_keys: Vec::new(),
+            approval_timeout_s: default_approval_timeout(),
+            session_ttl_s: default_session_ttl(),
+            max_pending: default_max_pending(),
+        }
+    }
+}
+
+fn default_approval_timeout() -> u64 {
+    300
+}
+fn default_session_ttl() -> u64 {
+    3600
+}
+fn default_max_pending() -> u32 {
+    64
 }
 
 /// `[gateway]`: HTTP/1.1 and HTTP/2 on loopback.

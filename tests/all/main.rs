@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, missing_docs)]
 
 mod cli;
+mod clients;
 mod config;
 mod docker;
 mod gateway;

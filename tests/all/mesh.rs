@@ -161,13 +161,13 @@ fn a_head_calls_two_workers_composes_them_and_is_held_to_their_grants() {
         "{}{}[plugins.echo]\ngrants.kv = true\n[plugins.relay]\ngrants.env = [\"/node/echo/*\", \"/head/echo/*\", \"/worker-2/echo/*\"]\n",
         head.as_peer(
             true,
-            "allow = [\"/node/echo/*\", \"/node/host/ping\", \"/node/relay/forward\"]"
+            "allow = [\"/node/echo/*\", \"/node/host/ping\", \"/node/relay/forward\"]\nscopes = [\"echo:*\", \"docker:*\", \"relay:call\"]"
         ),
         w2.as_peer(false, "")
     );
     let rest2 = format!(
         "{}[plugins.echo]\n",
-        head.as_peer(true, "allow = [\"/node/echo/*\", \"/node/host/ping\"]")
+        head.as_peer(true, "allow = [\"/node/echo/*\", \"/node/host/ping\"]\nscopes = [\"echo:*\", \"docker:*\", \"relay:call\"]")
     );
     // `/*/host/*` covers the head's own host operations, never a peer's.
     let head_rest = format!(
@@ -360,7 +360,10 @@ fn wrong_keys_unknown_keys_and_missing_features_are_refused_with_reasons() {
     let w1_rest = format!("{}[plugins.echo]\n", head.as_peer(true, ""));
     let w2_rest = format!(
         "{}[plugins.echo]\n",
-        head.as_peer(false, "allow = [\"/node/echo/*\"]")
+        head.as_peer(
+            false,
+            "allow = [\"/node/echo/*\"]\nscopes = [\"echo:*\", \"docker:*\", \"relay:call\"]"
+        )
     );
     let w1 = w1.start("", &w1_rest);
     // Worker-2 turned off streaming; the head requires it.
@@ -423,7 +426,7 @@ fn deadlines_cross_abandoned_calls_cancel_and_a_killed_worker_comes_back() {
     let head_rest = format!("{}[plugins.echo]\n", w1.as_peer(true, ""));
     let w1_rest = format!(
         "{}[plugins.echo]\n[plugins.misbehave]\npath = \"misbehave\"\ntimeout_ms = 60000\n",
-        head.as_peer(false, "allow = [\"/node/echo/*\", \"/node/misbehave/*\"]")
+        head.as_peer(false, "allow = [\"/node/echo/*\", \"/node/misbehave/*\"]\nscopes = [\"echo:*\", \"docker:*\", \"relay:call\"]")
     );
     let mut w1 = w1.start("", &w1_rest);
     let head = head.start("", &head_rest);
@@ -523,7 +526,10 @@ async fn a_workers_docker_is_driven_and_watched_from_the_head() {
     let head_rest = format!("{}[plugins.echo]\n", w1.as_peer(true, ""));
     let w1_rest = format!(
         "{}[plugins.docker]\ngrants.docker = {{ images = [\"hearth-busybox:*\"], max_containers = 2 }}\n",
-        head.as_peer(false, "allow = [\"/node/docker/*\"]")
+        head.as_peer(
+            false,
+            "allow = [\"/node/docker/*\"]\nscopes = [\"echo:*\", \"docker:*\", \"relay:call\"]"
+        )
     );
     let w1 = w1.start("", &w1_rest);
     let head = head.start("", &head_rest);
@@ -666,7 +672,7 @@ async fn malformed_streams_from_a_peer_are_refused_and_the_node_keeps_serving() 
     let w1 = seat("worker-1");
     let (port, key) = (w1.port, w1.key.clone());
     let rest = format!(
-        "[peers.raw]\npublic_key = \"{}\"\nallow = [\"/node/echo/*\"]\n[peers.other]\npublic_key = \"{}\"\n[limits]\nmax_frame_bytes = 4096\n[plugins.echo]\n",
+        "[peers.raw]\npublic_key = \"{}\"\nallow = [\"/node/echo/*\"]\nscopes = [\"echo:read\"]\n[peers.other]\npublic_key = \"{}\"\n[limits]\nmax_frame_bytes = 4096\n[plugins.echo]\n",
         raw.key,
         hex::encode([0x42; 32])
     );
@@ -782,7 +788,10 @@ fn two_operators_pair_their_nodes_by_pasting_host_id_output() {
     };
     paste(&head, &worker_id);
     // The worker's operator also says what the head may call there.
-    paste(&worker, &format!("{head_id}allow = [\"/node/echo/*\"]\n"));
+    paste(
+        &worker,
+        &format!("{head_id}allow = [\"/node/echo/*\"]\nscopes = [\"echo:*\"]\n"),
+    );
     worker.restart();
     head.restart();
 
@@ -827,7 +836,10 @@ fn a_locked_vault_keeps_the_node_off_the_mesh_until_unlocked() {
     let head_rest = format!("{}[plugins.echo]\n", w1.as_peer(true, ""));
     let w1_rest = format!(
         "{}[plugins.echo]\n",
-        head.as_peer(false, "allow = [\"/node/echo/*\"]")
+        head.as_peer(
+            false,
+            "allow = [\"/node/echo/*\"]\nscopes = [\"echo:*\", \"docker:*\", \"relay:call\"]"
+        )
     );
     let _w1 = w1.start("", &w1_rest);
     // The head starts without its passphrase: vault locked.

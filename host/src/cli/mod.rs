@@ -1,11 +1,13 @@
 //! The `host` command line: `serve`, `call`, `ops`, `plugins`, `peers`,
-//! `version`, `id`, `vault`, `msg`, `bench`.
+//! `version`, `id`, `vault`, `msg`, `clients`, `approve`, `gateway`,
+//! `bench`.
 //!
 //! Every command but `serve` is a client of a running node through
 //! [`crate::client`]; `ops` and `plugins` are calls to `/node/host/*`, so
 //! the CLI shows exactly what any client would see.
 
 mod bench;
+mod clients;
 mod msg;
 mod msg_bench;
 mod output;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::{CallOptions, Client, ClientError};
+use crate::client::{CallOptions, Client, ClientError, ClientKey};
 
 /// Exit code when a call fails with a typed error.
 const EXIT_CALL_FAILED: u8 = 1;
@@ -93,6 +95,22 @@ enum Command {
     Version {
         #[command(flatten)]
         format: Format,
+    },
+    /// Client identities: list, approve with scopes, deny, revoke; this
+    /// CLI's own key.
+    Clients {
+        #[command(subcommand)]
+        command: clients::ClientsCommand,
+    },
+    /// Answer new clients asking to connect (an operator agent): each
+    /// request is asked at the terminal; the first answer from any agent wins.
+    Approve {
+        /// Keep watching for new requests (else stop when none is open).
+        #[arg(long)]
+        watch: bool,
+        /// Scopes an empty answer (or `y`) grants, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
     },
     /// The HTTP gateway's operator token.
     Gateway {
@@ -320,6 +338,8 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             bench::run(plan, format.json).await
         }
         Command::Msg { command } => msg::run(socket, command).await,
+        Command::Clients { command } => clients::run(socket, command).await,
+        Command::Approve { watch, scopes } => clients::approve(socket, watch, scopes).await,
         Command::Gateway {
             command: GatewayCommand::RotateToken { config },
         } => {
@@ -334,7 +354,7 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
                 .data_dir
                 .join("run")
                 .join(crate::config::GATEWAY_TOKEN_FILE);
-            match crate::gateway::Token::rotate(&path) {
+            match crate::access::Access::rotate_token(&path) {
                 Ok(_) => {
                     println!(
                         "new gateway token written to {}; the previous one works for 60 s after the node notices (within a second)",
@@ -413,6 +433,28 @@ fn typed<T: serde::de::DeserializeOwned>(output: &serde_json::Value) -> Result<T
         .map_err(|e| ClientError::Protocol(format!("unexpected output from the node: {e}")))
 }
 
+/// Connects as the operator, or — with `HEARTH_CLIENT_KEY` set, or when
+/// the node requires keys on its socket — proves the CLI's client key
+/// (waiting, and saying so, while an operator is asked).
+async fn connect(socket: &std::path::Path) -> Result<Client, ClientError> {
+    let explicit = std::env::var_os("HEARTH_CLIENT_KEY").is_some_and(|v| !v.is_empty());
+    if !explicit {
+        let client = Client::connect(socket).await?;
+        if client.identity() != crate::access::UNAUTHENTICATED {
+            return Ok(client);
+        }
+    }
+    let path = ClientKey::default_path().ok_or_else(|| {
+        ClientError::Protocol("no home directory for the client key; set HEARTH_CLIENT_KEY".into())
+    })?;
+    let key = ClientKey::load_or_create(&path)?;
+    let name = std::env::var("HEARTH_CLIENT_NAME").unwrap_or_else(|_| "host-cli".to_owned());
+    Client::connect_with_key(socket, &key, &name, &mut |message| {
+        eprintln!("{message}");
+    })
+    .await
+}
+
 async fn with_client(
     socket: Option<PathBuf>,
     json: bool,
@@ -424,7 +466,7 @@ async fn with_client(
         );
         return ExitCode::from(EXIT_UNREACHABLE);
     };
-    let result = match Client::connect(&socket).await {
+    let result = match connect(&socket).await {
         Ok(client) => f(&client).await,
         Err(err) => Err(err),
     };

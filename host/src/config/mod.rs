@@ -227,6 +227,35 @@ pub struct NodeConfig {
     pub messaging: MessagingConfig,
     /// The HTTP gateway, when on.
     pub gateway: Option<GatewayConfig>,
+    /// Client identities.
+    pub clients: ClientsConfig,
+}
+
+/// `[clients]`, resolved.
+#[derive(Debug, Clone)]
+pub struct ClientsConfig {
+    /// A socket client must prove a key (no operator by uid alone).
+    pub require_keys_on_socket: bool,
+    /// Client keys that are operators without asking.
+    pub operator_keys: Vec<[u8; 32]>,
+    /// How long a new client waits for an answer.
+    pub approval_timeout: Duration,
+    /// How long an HTTP session token lasts.
+    pub session_ttl: Duration,
+    /// Requests waiting for an answer at once.
+    pub max_pending: usize,
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        ClientsConfig {
+            require_keys_on_socket: false,
+            operator_keys: Vec::new(),
+            approval_timeout: Duration::from_secs(300),
+            session_ttl: Duration::from_secs(3600),
+            max_pending: 64,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -255,6 +284,11 @@ impl NodeConfig {
     /// The vault file: `<data_dir>/vault.json`.
     pub fn vault_file(&self) -> PathBuf {
         self.data_dir.join("vault.json")
+    }
+
+    /// The client registry: `<data_dir>/clients.db`.
+    pub fn clients_db(&self) -> PathBuf {
+        self.data_dir.join("clients.db")
     }
 
     /// The engine's pool sizes: `limits.max_instances`, and room for the

@@ -19,8 +19,9 @@ use hearth_registry::{
 
 use super::error::File;
 use super::{
-    BUNDLED, BrokerConfig, ConfigError, DEFAULT_WARM_INSTANCES, GatewayConfig, MeshConfig,
-    MessagingConfig, NodeConfig, PeerConfig, PluginSettings, PluginSource, default_data_dir,
+    BUNDLED, BrokerConfig, ClientsConfig, ConfigError, DEFAULT_WARM_INSTANCES, GatewayConfig,
+    MeshConfig, MessagingConfig, NodeConfig, PeerConfig, PluginSettings, PluginSource,
+    default_data_dir,
 };
 
 const NAME_RULE: &str = "use lowercase letters, digits, `-` and `_`";
@@ -47,6 +48,7 @@ pub(super) fn resolve(
         })?,
     };
     let gateway = gateway_config(&stack.gateway, &file, &data_dir)?;
+    let clients = clients_config(&stack.clients, &file)?;
     let socket = stack
         .node
         .socket
@@ -81,7 +83,44 @@ pub(super) fn resolve(
         mesh,
         messaging,
         gateway,
+        clients,
         origin,
+    })
+}
+
+/// Resolves `[clients]`: operator keys must be ed25519 keys in hex, and the
+/// waits must be positive.
+fn clients_config(
+    section: &hearth_registry::ClientsSection,
+    file: &File,
+) -> Result<ClientsConfig, ConfigError> {
+    let mut operator_keys = Vec::with_capacity(section.operator_keys.len());
+    for (i, key) in section.operator_keys.iter().enumerate() {
+        let mut bytes = [0u8; 32];
+        if key.len() != 64 || hex::decode_to_slice(key, &mut bytes).is_err() {
+            return Err(file.invalid(
+                format!("clients.operator_keys[{i}]"),
+                format!("`{key}` is not a client key"),
+                "paste the 64 hex digits `host clients key` prints on the client's machine",
+            ));
+        }
+        operator_keys.push(bytes);
+    }
+    for (key, value) in [
+        ("clients.approval_timeout_s", section.approval_timeout_s),
+        ("clients.session_ttl_s", section.session_ttl_s),
+        ("clients.max_pending", u64::from(section.max_pending)),
+    ] {
+        if value == 0 {
+            return Err(file.invalid(key, "is 0", "give it a positive value"));
+        }
+    }
+    Ok(ClientsConfig {
+        require_keys_on_socket: section.require_keys_on_socket,
+        operator_keys,
+        approval_timeout: Duration::from_secs(section.approval_timeout_s),
+        session_ttl: Duration::from_secs(section.session_ttl_s),
+        max_pending: section.max_pending as usize,
     })
 }
 

@@ -22,7 +22,6 @@ mod openapi;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,11 +34,10 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::access::Access;
 use crate::call::{CallRequest, Door, EventSink, Identity, OperationEnv};
 use crate::config::GatewayConfig;
 use crate::ops::Served;
-
-pub use auth::Token;
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
@@ -64,27 +62,17 @@ pub enum GatewayError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The token file could not be read or written.
-    #[error("cannot prepare the gateway token at {path}: {source}")]
-    Token {
-        /// The token file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
 }
 
 /// The bound gateway.
 pub struct Gateway {
     listener: TcpListener,
     config: Arc<GatewayConfig>,
-    token: Arc<Token>,
 }
 
 impl Gateway {
-    /// Binds `config.listen` and loads (or creates) the operator token.
+    /// Binds `config.listen`.
     pub async fn bind(config: &GatewayConfig) -> Result<Gateway, GatewayError> {
-        let token = Token::load_or_create(&config.token_file)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -95,7 +83,6 @@ impl Gateway {
         Ok(Gateway {
             listener,
             config: Arc::new(config.clone()),
-            token: Arc::new(token),
         })
     }
 
@@ -104,12 +91,13 @@ impl Gateway {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until the task is dropped.
-    pub async fn serve<E: OperationEnv>(self, node: Arc<E>) {
+    /// Serves until the task is dropped; `access` says who each bearer
+    /// token stands for.
+    pub async fn serve<E: OperationEnv>(self, node: Arc<E>, access: Arc<Access>) {
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let door = Arc::new(Handler {
             config: self.config,
-            token: self.token,
+            access,
             requests: std::sync::Mutex::default(),
             subscriptions: tokio::sync::Mutex::new((None, Vec::new())),
         });
@@ -146,7 +134,7 @@ impl Gateway {
 /// What each request is checked and served with.
 struct Handler {
     config: Arc<GatewayConfig>,
-    token: Arc<Token>,
+    access: Arc<Access>,
     /// Requests by endpoint and status (both bounded sets).
     requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, u16), u64>>,
     /// This node's subscription operations (`/node/ns/name`), and when they
@@ -220,6 +208,8 @@ impl Handler {
             "/v1/events" => "events",
             "/openapi.json" => "openapi",
             "/metrics" => "metrics",
+            "/v1/auth/challenge" => "auth-challenge",
+            "/v1/auth/session" => "auth-session",
             call if call.starts_with("/v1/call/") => "call",
             _ => "other",
         };
@@ -248,17 +238,43 @@ impl Handler {
         node: &Arc<E>,
         request: Request<Incoming>,
     ) -> Response<Body> {
-        if let Err(refusal) = auth::admit(&self.config, &self.token, &request) {
+        if let Err(refusal) = auth::admit(&self.config, &request) {
             return error_response(refusal.status, refusal.code, &refusal.message);
         }
         let path = request.uri().path().to_owned();
+        match (request.method(), path.as_str()) {
+            (&Method::POST, "/v1/auth/challenge") => return self.auth_challenge(request).await,
+            (&Method::POST, "/v1/auth/session") => return self.auth_session(request).await,
+            (_, "/v1/auth/challenge" | "/v1/auth/session") => {
+                return error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method-not-allowed",
+                    "use POST with a JSON body",
+                );
+            }
+            (&Method::GET, "/v1/health") if self.config.public_health => {
+                return json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "status": "ok", "node": node.node_name() }),
+                );
+            }
+            _ => {}
+        }
+        let identity = match auth::bearer(&self.access, &request) {
+            Ok(identity) => identity,
+            Err(refusal) => {
+                return error_response(refusal.status, refusal.code, &refusal.message);
+            }
+        };
         match (request.method(), path.as_str()) {
             (&Method::GET, "/v1/health") => json_response(
                 StatusCode::OK,
                 &serde_json::json!({ "status": "ok", "node": node.node_name() }),
             ),
-            (&Method::GET, "/v1/ops") => self.node_call(node, "/node/host/ops").await,
-            (&Method::GET, "/v1/version") => self.node_call(node, "/node/host/version").await,
+            (&Method::GET, "/v1/ops") => self.node_call(node, &identity, "/node/host/ops").await,
+            (&Method::GET, "/v1/version") => {
+                self.node_call(node, &identity, "/node/host/version").await
+            }
             (&Method::GET, "/v1/events") => {
                 let since = match request.headers().get("last-event-id").map(|v| v.to_str()) {
                     None => Some(0),
@@ -274,27 +290,29 @@ impl Handler {
                 };
                 let call = CallRequest::from_client(
                     Door::Http,
-                    Self::operator(),
+                    identity,
                     "/node/host/events".to_owned(),
                     serde_json::json!({ "since": since }).to_string(),
                 );
                 sse(node.clone(), call, true)
             }
-            (&Method::GET, "/metrics") => match node_output(node, "/node/host/metrics").await {
-                Ok(text) => {
-                    let mut text = text.as_str().unwrap_or_default().to_owned();
-                    text.push_str(&self.request_metrics());
-                    let mut response = Response::new(Full::new(Bytes::from(text)).boxed());
-                    response.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        header::HeaderValue::from_static("text/plain; version=0.0.4"),
-                    );
-                    response
+            (&Method::GET, "/metrics") => {
+                match node_output(node, &identity, "/node/host/metrics").await {
+                    Ok(text) => {
+                        let mut text = text.as_str().unwrap_or_default().to_owned();
+                        text.push_str(&self.request_metrics());
+                        let mut response = Response::new(Full::new(Bytes::from(text)).boxed());
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        response
+                    }
+                    Err(err) => call_error_response(&err),
                 }
-                Err(err) => call_error_response(&err),
-            },
+            }
             (&Method::GET, "/openapi.json") => {
-                let ops = match node_output(node, "/node/host/ops").await {
+                let ops = match node_output(node, &identity, "/node/host/ops").await {
                     Ok(ops) => ops.as_array().cloned().unwrap_or_default(),
                     Err(err) => return call_error_response(&err),
                 };
@@ -305,7 +323,7 @@ impl Handler {
             }
             (&Method::POST, call) if call.starts_with("/v1/call/") => {
                 let operation = format!("/{}", &call["/v1/call/".len()..]);
-                self.call(node, operation, request).await
+                self.call(node, identity, operation, request).await
             }
             (
                 _,
@@ -324,7 +342,7 @@ impl Handler {
             _ => error_response(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                "no such endpoint: POST /v1/call/{path}, GET /v1/ops, /v1/version, /v1/events, /v1/health, /metrics, /openapi.json",
+                "no such endpoint: POST /v1/call/{path}, /v1/auth/challenge, /v1/auth/session; GET /v1/ops, /v1/version, /v1/events, /v1/health, /metrics, /openapi.json",
             ),
         }
     }
@@ -338,7 +356,7 @@ impl Handler {
             .0
             .is_none_or(|at| at.elapsed() > Duration::from_secs(5))
         {
-            if let Ok(ops) = node_output(node, "/node/host/ops").await {
+            if let Ok(ops) = node_output(node, &Self::gateway(), "/node/host/ops").await {
                 cached.1 = ops
                     .as_array()
                     .into_iter()
@@ -360,16 +378,21 @@ impl Handler {
         cached.1.contains(&local)
     }
 
-    /// The identity behind the operator's token.
-    fn operator() -> Identity {
+    /// The gateway itself, for its own lookups (which operations stream).
+    fn gateway() -> Identity {
         Identity {
-            id: "http:operator".to_owned(),
-            scopes: vec!["*".to_owned()],
+            id: "http:gateway".to_owned(),
+            scopes: vec!["host:read".to_owned()],
         }
     }
 
-    async fn node_call<E: OperationEnv>(&self, node: &Arc<E>, path: &str) -> Response<Body> {
-        match node_output(node, path).await {
+    async fn node_call<E: OperationEnv>(
+        &self,
+        node: &Arc<E>,
+        identity: &Identity,
+        path: &str,
+    ) -> Response<Body> {
+        match node_output(node, identity, path).await {
             Ok(output) => json_response(StatusCode::OK, &output),
             Err(err) => call_error_response(&err),
         }
@@ -378,6 +401,7 @@ impl Handler {
     async fn call<E: OperationEnv>(
         &self,
         node: &Arc<E>,
+        identity: Identity,
         path: String,
         request: Request<Incoming>,
     ) -> Response<Body> {
@@ -422,16 +446,9 @@ impl Handler {
                 );
             }
         };
-        let limit = self.config.max_body_bytes;
-        let body = match Limited::new(request.into_body(), limit).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(_) => {
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "resource-exhausted",
-                    &format!("the body is larger than gateway.max_body_bytes ({limit} bytes)"),
-                );
-            }
+        let body = match self.body(request).await {
+            Ok(body) => body,
+            Err(response) => return response,
         };
         let input = if body.iter().all(u8::is_ascii_whitespace) {
             "{}".to_owned()
@@ -447,7 +464,7 @@ impl Handler {
                 }
             }
         };
-        let mut call = CallRequest::from_client(Door::Http, Self::operator(), path, input);
+        let mut call = CallRequest::from_client(Door::Http, identity, path, input);
         call.metadata = metadata;
         call.timeout = timeout;
         if wants_events {
@@ -473,14 +490,136 @@ impl Handler {
     }
 }
 
-/// The output of one of the node's own operations, called for the operator.
+impl Handler {
+    /// The request's body, within `gateway.max_body_bytes`.
+    async fn body(&self, request: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+        let limit = self.config.max_body_bytes;
+        match Limited::new(request.into_body(), limit).collect().await {
+            Ok(body) => Ok(body.to_bytes()),
+            Err(_) => Err(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "resource-exhausted",
+                &format!("the body is larger than gateway.max_body_bytes ({limit} bytes)"),
+            )),
+        }
+    }
+
+    /// A JSON body of type `T`, or the answer saying what is wrong with it.
+    async fn json_body<T: serde::de::DeserializeOwned>(
+        &self,
+        request: Request<Incoming>,
+        shape: &str,
+    ) -> Result<T, Response<Body>> {
+        let body = self.body(request).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-input",
+                &format!("the body must be {shape}: {e}"),
+            )
+        })
+    }
+
+    /// `POST /v1/auth/challenge {key, name}`: a challenge for the key, once
+    /// an operator let it in (the request is held meanwhile).
+    async fn auth_challenge(&self, request: Request<Incoming>) -> Response<Body> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ask {
+            key: String,
+            name: String,
+        }
+        let ask: Ask = match self
+            .json_body(
+                request,
+                r#"{"key": "<64 hex digits>", "name": "<client name>"}"#,
+            )
+            .await
+        {
+            Ok(ask) => ask,
+            Err(response) => return response,
+        };
+        let key = match crate::access::parse_key(&ask.key) {
+            Ok(key) => key,
+            Err(err) => return call_error_response(&err),
+        };
+        match self
+            .access
+            .challenge(&key, &ask.name, Door::Http, |_| {})
+            .await
+        {
+            Ok(challenge) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "nonce": challenge.nonce,
+                    "node_key": hex::encode(challenge.node_key),
+                    "context": hearth_protocol::auth::CONTEXT,
+                    "expires_in_s": 60,
+                }),
+            ),
+            Err(err) => call_error_response(&err),
+        }
+    }
+
+    /// `POST /v1/auth/session {key, nonce, signature}`: a session token for
+    /// a proven key, bound to it and its scopes.
+    async fn auth_session(&self, request: Request<Incoming>) -> Response<Body> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Proof {
+            key: String,
+            nonce: u64,
+            signature: String,
+        }
+        let proof: Proof = match self
+            .json_body(
+                request,
+                r#"{"key": "<64 hex digits>", "nonce": <number>, "signature": "<128 hex digits>"}"#,
+            )
+            .await
+        {
+            Ok(proof) => proof,
+            Err(response) => return response,
+        };
+        let key = match crate::access::parse_key(&proof.key) {
+            Ok(key) => key,
+            Err(err) => return call_error_response(&err),
+        };
+        let Ok(signature) = hex::decode(&proof.signature) else {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-input",
+                "the signature is 64 bytes in hex",
+            );
+        };
+        let session = match self.access.prove(&key, proof.nonce, &signature).await {
+            Ok((_, record)) => self.access.open_session(&record),
+            Err(err) => Err(err),
+        };
+        match session {
+            Ok(session) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "token": session.token,
+                    "identity": session.identity.id,
+                    "scopes": session.identity.scopes,
+                    "expires_in_s": session.ttl.as_secs(),
+                }),
+            ),
+            Err(err) => call_error_response(&err),
+        }
+    }
+}
+
+/// The output of one of the node's own operations, called for `identity`.
 async fn node_output<E: OperationEnv>(
     node: &Arc<E>,
+    identity: &Identity,
     path: &str,
 ) -> Result<serde_json::Value, CallError> {
     let request = CallRequest::from_client(
         Door::Http,
-        Handler::operator(),
+        identity.clone(),
         path.to_owned(),
         "{}".to_owned(),
     );

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use super::Mesh;
 use super::link::{PeerLink, Session};
-use crate::call::{CallRequest, EventSink, Identity, Origin, PeerOrigin};
+use crate::call::{CallRequest, EventSink, Origin, PeerOrigin};
 use crate::ops::Served;
 /// Bytes of call frames one connection may have in memory at once (at
 /// least two of the largest frame); more calls wait for room.
@@ -216,10 +216,7 @@ async fn serve_call(
         }),
         path: path.clone(),
         input: call.input,
-        identity: Identity {
-            id: format!("peer:{peer}"),
-            scopes: link.config.scopes.clone(),
-        },
+        identity: crate::access::peer(peer, &link.config.scopes),
         // The reserved prefix is the host's; a peer cannot set it.
         metadata: call
             .metadata

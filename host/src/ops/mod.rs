@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use hearth_registry::{CallError, ErrorCode, LimitsSection, Owner, ResponseEnvelope, RoutingTable};
 
+use crate::access::Access;
 use crate::call::{CallRequest, DynOperationEnv, EventSink, OperationEnv};
 use crate::capabilities::docker::DockerEngine;
 use crate::capabilities::kv::KvStore;
@@ -66,6 +67,9 @@ pub enum StartError {
     /// The outbox, inbox or broker store could not be opened.
     #[error(transparent)]
     Messaging(#[from] crate::messaging::OpenError),
+    /// The client store or the gateway token could not be opened.
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
     /// A plugin's message handler is not one of its operations.
     #[error(
         "plugin `{plugin}` names `{handler}` as its message handler, but exports no such operation; fix [capabilities.messages] handler in its plugin.toml"
@@ -96,6 +100,7 @@ pub struct Node {
     public_key: String,
     metrics: metrics::Metrics,
     events: events::NodeEvents,
+    access: Arc<Access>,
 }
 
 /// Calls from outside the node that are running, for draining at shutdown.
@@ -164,6 +169,11 @@ impl Node {
             }
         }
         let public_key = vault.identity().public_key;
+        let mut node_key = [0u8; 32];
+        // The vault keeps the key as 64 hex digits; a damaged record fails
+        // its own checks first, so zeros here are never used for a proof.
+        let _ = hex::decode_to_slice(&public_key, &mut node_key);
+        let access = Arc::new(Access::open(config, node_key).await?);
         let node = Arc::new_cyclic(|this: &Weak<Node>| {
             let mut resources = Resources::default();
             let env: Weak<dyn DynOperationEnv> = this.clone();
@@ -190,6 +200,7 @@ impl Node {
                 public_key,
                 metrics: metrics::Metrics::default(),
                 events: events::NodeEvents::default(),
+                access,
             }
         });
         for plugin in node.plugins.values() {
@@ -258,6 +269,11 @@ impl Node {
         if let Some(changes) = self.peers().changes() {
             tokio::spawn(watch_peers(Arc::downgrade(self), changes));
         }
+    }
+
+    /// Who may call from outside: client keys, sessions, the scope rule.
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
     }
 
     /// The node's event log.

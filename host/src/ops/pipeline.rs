@@ -204,21 +204,9 @@ impl Node {
         };
         // A plugin's nested call acts for its caller's identity, already
         // checked at the door, and the node acts for itself; clients and
-        // peers are checked here.
-        if matches!(request.origin, Origin::Client(_) | Origin::Peer(_))
-            && let Some(missing) = route
-                .spec
-                .scopes
-                .iter()
-                .find(|s| !request.identity.holds(s))
-        {
-            return Err(CallError::new(
-                ErrorCode::Denied,
-                format!(
-                    "identity `{}` lacks scope `{missing}`, which {path} requires; ask the operator to grant it",
-                    request.identity.id
-                ),
-            ));
+        // peers are checked here, by the one access rule.
+        if matches!(request.origin, Origin::Client(_) | Origin::Peer(_)) {
+            crate::access::check_scopes(&request.identity, &route.spec.scopes, &path)?;
         }
         let (mut ctx, input) = self.context(&route, request, path);
         if narrowed.is_some() {
@@ -393,18 +381,7 @@ impl Node {
     /// A peer may call only what its `allow` list covers, no deeper than
     /// the depth bound.
     fn check_peer_call(&self, peer: &PeerOrigin, path: &OperationPath) -> Result<(), CallError> {
-        if !peer.allow.iter().any(|pattern| pattern.matches(path)) {
-            return Err(CallError::new(
-                ErrorCode::Denied,
-                format!(
-                    "peer `{}` may not call {path} on `{}`; add \"{path}\" (or a pattern such as \"/node/{}/*\") to `allow` of [peers.{}] in that node's stack.toml",
-                    peer.name,
-                    self.name,
-                    path.namespace(),
-                    peer.name
-                ),
-            ));
-        }
+        crate::access::check_peer_allow(peer, path, &self.name)?;
         if peer.depth > self.limits.max_call_depth {
             return Err(CallError::new(
                 ErrorCode::ResourceExhausted,

@@ -5,6 +5,13 @@
 //! against the node's. Each connection may run many calls at once: calls
 //! are tagged with ids and replies come back as they finish, in any order.
 //!
+//! Who a client is comes from [`Access`]: a same-user client without a key
+//! is the operator (unless `[clients] require_keys_on_socket`); a client
+//! that proves a key (`Authenticate`, `Challenge`, `Prove`) calls as that
+//! client, with the scopes an operator approved. The proof runs on a task
+//! of its own so a client that hangs up while an operator is asked
+//! withdraws its request.
+//!
 //! A malformed frame is answered with `Refused` and the connection goes on;
 //! an oversize frame is answered with `Refused` and the connection is
 //! closed, since the stream cannot be resynchronised. Neither affects other
@@ -23,6 +30,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use crate::access::Access;
 use crate::call::{CallRequest, Door, EventSink, Identity, OperationEnv};
 use crate::ops::Served;
 
@@ -112,14 +120,15 @@ impl SocketServer {
         &self.path
     }
 
-    /// Accepts connections forever, serving each on its own task.
-    pub async fn serve<E: OperationEnv>(&self, node: Arc<E>) {
+    /// Accepts connections forever, serving each on its own task; `access`
+    /// says who each client is.
+    pub async fn serve<E: OperationEnv>(&self, node: Arc<E>, access: Arc<Access>) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
-                    let node = node.clone();
+                    let (node, access) = (node.clone(), access.clone());
                     tokio::spawn(async move {
-                        if let Err(err) = serve_connection(stream, node).await {
+                        if let Err(err) = serve_connection(stream, node, access).await {
                             tracing::debug!(error = %err, "connection ended with an error");
                         }
                     });
@@ -145,6 +154,7 @@ type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 async fn serve_connection<E: OperationEnv>(
     stream: UnixStream,
     node: Arc<E>,
+    access: Arc<Access>,
 ) -> std::io::Result<()> {
     let peer_uid = stream.peer_cred()?.uid();
     let (mut reader, mut writer) = stream.into_split();
@@ -158,10 +168,7 @@ async fn serve_connection<E: OperationEnv>(
         );
         return frame::write_frame(&mut writer, &refused).await;
     }
-    let identity = Identity {
-        id: format!("local:uid:{peer_uid}"),
-        scopes: vec!["*".to_owned()],
-    };
+    let mut identity = access.socket_client(peer_uid);
     let max_frame = node.limits().max_frame_bytes;
 
     let (tx, mut rx) = mpsc::channel::<NodeFrame>(WRITE_QUEUE);
@@ -173,6 +180,7 @@ async fn serve_connection<E: OperationEnv>(
         }
     });
     let in_flight: InFlight = Arc::default();
+    let authenticating: Authenticating = Arc::default();
     let mut greeted = false;
     let mut unread_input = false;
 
@@ -248,7 +256,48 @@ async fn serve_connection<E: OperationEnv>(
                     .await;
                 break;
             }
-            ClientFrame::Call(call) => start_call(call, &node, &identity, &tx, &in_flight),
+            ClientFrame::Call(call) => {
+                if lock(&authenticating).is_some() {
+                    let refusal = NodeFrame::refused(
+                        Some(call.id),
+                        ErrorCode::InvalidInput,
+                        "wait for the answer to Authenticate before calling",
+                    );
+                    let _ = tx.send(refusal).await;
+                    continue;
+                }
+                start_call(call, &node, &identity, &tx, &in_flight)
+            }
+            ClientFrame::Authenticate { key, name } => {
+                authenticate(key, name, &access, &tx, &authenticating);
+            }
+            ClientFrame::Prove { nonce, signature } => {
+                let challenged = lock(&authenticating).take();
+                let frame = match challenged {
+                    Some(Auth::Challenged(key)) => {
+                        match access.prove(&key, nonce, &signature).await {
+                            Ok((proven, _)) => {
+                                tracing::debug!(identity = %proven.id, "socket client proved its key");
+                                identity = proven;
+                                NodeFrame::Authenticated {
+                                    identity: identity.id.clone(),
+                                    scopes: identity.scopes.clone(),
+                                }
+                            }
+                            Err(error) => NodeFrame::Refused { id: None, error },
+                        }
+                    }
+                    other => {
+                        *lock(&authenticating) = other;
+                        NodeFrame::refused(
+                            None,
+                            ErrorCode::InvalidInput,
+                            "Prove answers a Challenge: send Authenticate first and wait for it",
+                        )
+                    }
+                };
+                let _ = tx.send(frame).await;
+            }
             ClientFrame::Cancel { id } => {
                 let handle = lock(&in_flight).remove(&id);
                 if let Some(handle) = handle {
@@ -259,8 +308,12 @@ async fn serve_connection<E: OperationEnv>(
             }
         }
     }
-    // The client is gone: nobody can receive the replies.
+    // The client is gone: nobody can receive the replies, nor answer a
+    // challenge (dropping a wait for approval withdraws it).
     for (_, handle) in lock(&in_flight).drain() {
+        handle.abort();
+    }
+    if let Some(Auth::Waiting(handle)) = lock(&authenticating).take() {
         handle.abort();
     }
     drop(tx);
@@ -273,6 +326,74 @@ async fn serve_connection<E: OperationEnv>(
         let _ = tokio::time::timeout(DRAIN_ON_CLOSE, tokio::io::copy(&mut reader, &mut sink)).await;
     }
     Ok(())
+}
+
+/// Where a connection's key proof stands.
+enum Auth {
+    /// Waiting for a challenge (and maybe an operator's approval).
+    Waiting(AbortHandle),
+    /// Challenged: the next `Prove` answers for this key.
+    Challenged([u8; 32]),
+}
+
+type Authenticating = Arc<Mutex<Option<Auth>>>;
+
+/// Starts proving `key`: asks for a challenge on a task of its own, so the
+/// connection still notices its client going away while an operator is
+/// asked.
+fn authenticate(
+    key: Vec<u8>,
+    name: String,
+    access: &Arc<Access>,
+    tx: &mpsc::Sender<NodeFrame>,
+    authenticating: &Authenticating,
+) {
+    let mut state = lock(authenticating);
+    let refusal = if state.is_some() {
+        Some("a key is being proven on this connection already")
+    } else if key.len() != 32 {
+        Some("a client key is an ed25519 public key: 32 bytes")
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        let (tx, frame) = (
+            tx.clone(),
+            NodeFrame::refused(None, ErrorCode::InvalidInput, why),
+        );
+        tokio::spawn(async move { tx.send(frame).await });
+        return;
+    }
+    let mut client_key = [0u8; 32];
+    client_key.copy_from_slice(&key);
+    let (access, tx, slot) = (access.clone(), tx.clone(), authenticating.clone());
+    let task = tokio::spawn(async move {
+        let notify = tx.clone();
+        let waiting = move |message: String| {
+            let _ = notify.try_send(NodeFrame::AwaitingApproval { message });
+        };
+        let outcome = access
+            .challenge(&client_key, &name, Door::Socket, waiting)
+            .await;
+        let frame = {
+            let mut state = lock(&slot);
+            match outcome {
+                Ok(challenge) => {
+                    *state = Some(Auth::Challenged(client_key));
+                    NodeFrame::Challenge {
+                        nonce: challenge.nonce,
+                        node_key: challenge.node_key.to_vec(),
+                    }
+                }
+                Err(error) => {
+                    *state = None;
+                    NodeFrame::Refused { id: None, error }
+                }
+            }
+        };
+        let _ = tx.send(frame).await;
+    });
+    *state = Some(Auth::Waiting(task.abort_handle()));
 }
 
 /// Sends a call's events as `Event` frames on its connection.
@@ -344,9 +465,9 @@ fn start_call<E: OperationEnv>(
     guard.insert(id, task.abort_handle());
 }
 
-fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashMap<u64, AbortHandle>> {
-    // A panic while holding this lock cannot leave the map inconsistent.
-    in_flight
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave them inconsistent.
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -259,8 +259,10 @@ impl Plugin for Docker {
             "create",
             "Create and start a container (image, name, env, ports, command, labels).",
             create,
-        );
-        ops.query("inspect", "Details of one container.", inspect);
+        )
+        .scopes(&["docker:write"]);
+        ops.query("inspect", "Details of one container.", inspect)
+            .scopes(&["docker:read"]);
         ops.query(
             "list",
             "Containers this node manages; `all` includes stopped ones.",
@@ -270,18 +272,21 @@ impl Plugin for Docker {
             "stop",
             "Stop a container, killing it after a timeout.",
             stop,
-        );
+        )
+        .scopes(&["docker:write"]);
         ops.mutation(
             "remove",
             "Remove a container; `force` removes a running one.",
             remove,
         );
-        ops.query("logs", "The last lines of a container's output.", logs);
+        ops.query("logs", "The last lines of a container's output.", logs)
+            .scopes(&["docker:read"]);
         ops.subscription(
             "events",
             "Stream container lifecycle events (JSON lines) until the caller disconnects.",
             events,
-        );
+        )
+        .scopes(&["docker:read"]);
     }
 }
 

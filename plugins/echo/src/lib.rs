@@ -113,14 +113,18 @@ struct Echo;
 
 impl Plugin for Echo {
     fn operations(ops: &mut Operations) {
-        ops.query("ping", "Reply with the message it was sent.", ping);
+        ops.query("ping", "Reply with the message it was sent.", ping)
+            .scopes(&["echo:read"]);
         ops.query(
             "context",
             "Show the call context the host passed in.",
             context,
-        );
-        ops.mutation("put", "Store a text value under a key.", put);
-        ops.query("get", "Read the value stored under a key.", get);
+        )
+        .scopes(&["echo:read"]);
+        ops.mutation("put", "Store a text value under a key.", put)
+            .scopes(&["echo:write"]);
+        ops.query("get", "Read the value stored under a key.", get)
+            .scopes(&["echo:read"]);
     }
 }
 

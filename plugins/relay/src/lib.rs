@@ -213,27 +213,32 @@ impl Plugin for Relay {
             "ping",
             "Ping echo through env and show both request ids.",
             ping,
-        );
+        )
+        .scopes(&["relay:call"]);
         ops.mutation(
             "forward",
             "Call any granted operation through env.",
             forward,
-        );
+        )
+        .scopes(&["relay:call"]);
         ops.mutation(
             "gather",
             "Call several granted operations, on this node or peers, and return every answer.",
             gather,
-        );
+        )
+        .scopes(&["relay:call"]);
         ops.query(
             "cycle",
             "Call itself until the depth bound stops it.",
             cycle,
-        );
+        )
+        .scopes(&["relay:call"]);
         ops.mutation(
             "on-message",
             "Message handler: replies to the sender of each message it is granted.",
             on_message,
-        );
+        )
+        .scopes(&["relay:call"]);
     }
 }
 

@@ -154,19 +154,24 @@ struct Signer;
 
 impl Plugin for Signer {
     fn operations(ops: &mut Operations) {
-        ops.query("public-key", "Public key at a derivation path.", public_key);
+        ops.query("public-key", "Public key at a derivation path.", public_key)
+            .scopes(&["vault:read"]);
         ops.mutation(
             "sign",
             "Sign a text message with the ed25519 key at a path.",
             sign,
-        );
+        )
+        .scopes(&["vault:sign"]);
         ops.mutation(
             "sign-digest",
             "Sign a 32-byte digest with the secp256k1 key at a path (recoverable).",
             sign_digest,
-        );
-        ops.mutation("seal", "Encrypt text under the key at a path.", seal);
-        ops.query("open", "Decrypt an envelope made by seal.", open);
+        )
+        .scopes(&["vault:sign"]);
+        ops.mutation("seal", "Encrypt text under the key at a path.", seal)
+            .scopes(&["vault:seal"]);
+        ops.query("open", "Decrypt an envelope made by seal.", open)
+            .scopes(&["vault:open"]);
     }
 }
 

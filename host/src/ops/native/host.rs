@@ -451,36 +451,17 @@ impl NativeOp for Events {
         ctx: &CallContext,
         input: EventsInput,
     ) -> Result<EventsEnd, CallError> {
-        let Some(sink) = ctx.events.clone() else {
-            return Err(CallError::new(
-                hearth_registry::ErrorCode::InvalidInput,
-                "/node/host/events streams events: call it as a subscription",
-            ));
-        };
-        let (kept, mut live) = node.events().follow(input.since.unwrap_or(0));
-        let mut last = input.since.unwrap_or(0);
-        let mut delivered = 0;
-        for (id, text) in kept {
-            last = id;
-            if sink.send(text).await.is_err() {
-                return Ok(EventsEnd { delivered });
-            }
-            delivered += 1;
-        }
-        loop {
-            match live.recv().await {
-                Ok((id, text)) if id > last => {
-                    last = id;
-                    if sink.send(text).await.is_err() {
-                        return Ok(EventsEnd { delivered });
-                    }
-                    delivered += 1;
-                }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    return Ok(EventsEnd { delivered });
-                }
-            }
-        }
+        let sink = super::event_sink(ctx, "/node/host/events")?;
+        let (kept, live) = node.events().follow(input.since.unwrap_or(0));
+        let mut last = kept.last().map_or(input.since.unwrap_or(0), |(id, _)| *id);
+        let kept = kept.into_iter().map(|(_, text)| text);
+        let delivered = super::follow(&sink, kept, live, |(id, text)| {
+            (id > last).then(|| {
+                last = id;
+                text
+            })
+        })
+        .await;
+        Ok(EventsEnd { delivered })
     }
 }

@@ -1,5 +1,5 @@
 //! Native operations: what the node itself serves, under `/node/host/*`,
-//! `/node/vault/*`, `/node/msg/*` and `/node/broker/*`.
+//! `/node/vault/*`, `/node/msg/*`, `/node/broker/*` and `/node/clients/*`.
 //!
 //! Each is a type implementing [`NativeOp`] — typed input and output, spec
 //! and handler in one place — listed once in [`NativeTable::new`]. The
@@ -8,6 +8,7 @@
 //! types are public so the CLI prints from them.
 
 pub mod broker;
+pub mod clients;
 pub mod host;
 pub mod msg;
 pub mod vault;
@@ -21,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Node;
-use crate::call::CallContext;
+use crate::call::{CallContext, EventSender};
 
 /// One native operation.
 pub trait NativeOp: 'static {
@@ -69,6 +70,48 @@ struct Entry {
 /// Every native operation; routes name them by index.
 pub struct NativeTable {
     entries: Vec<Entry>,
+}
+
+/// Where a subscription's events go: its call's sink, or `invalid-input`
+/// for a caller that cannot take events.
+fn event_sink(ctx: &CallContext, path: &str) -> Result<EventSender, CallError> {
+    ctx.events.clone().ok_or_else(|| {
+        CallError::new(
+            ErrorCode::InvalidInput,
+            format!("{path} streams events: call it as a subscription"),
+        )
+    })
+}
+
+/// Streams `kept`, then each value `live` brings that `render` turns into
+/// an event, until the caller goes away or the channel closes; returns how
+/// many events were sent. A follower that lags skips what it missed.
+async fn follow<T: Clone>(
+    sink: &EventSender,
+    kept: impl IntoIterator<Item = String>,
+    mut live: tokio::sync::broadcast::Receiver<T>,
+    mut render: impl FnMut(T) -> Option<String>,
+) -> u64 {
+    let mut sent = 0;
+    for text in kept {
+        if sink.send(text).await.is_err() {
+            return sent;
+        }
+        sent += 1;
+    }
+    loop {
+        match live.recv().await {
+            Ok(value) => {
+                let Some(text) = render(value) else { continue };
+                if sink.send(text).await.is_err() {
+                    return sent;
+                }
+                sent += 1;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return sent,
+        }
+    }
 }
 
 /// No input.
@@ -157,6 +200,11 @@ impl NativeTable {
             entry::<broker::Publishes>(),
             entry::<broker::Subscriptions>(),
             entry::<broker::Stats>(),
+            entry::<clients::List>(),
+            entry::<clients::Decide>(),
+            entry::<clients::Approve>(),
+            entry::<clients::Revoke>(),
+            entry::<clients::Requests>(),
         ];
         let entries = entries
             .into_iter()
@@ -214,7 +262,7 @@ mod tests {
     #[test]
     fn every_native_operation_has_a_valid_spec() {
         let table = NativeTable::new();
-        assert_eq!(table.entries.len(), 24);
+        assert_eq!(table.entries.len(), 29);
         let index = |path: &str| {
             table
                 .specs()
