@@ -83,7 +83,7 @@ type Pending = Arc<Mutex<HashMap<u64, Waiting>>>;
 
 /// A connection to a node.
 pub struct Client {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
     pending: Pending,
     next_id: AtomicU64,
     node: String,
@@ -150,7 +150,7 @@ impl Client {
         let pending: Pending = Arc::default();
         let reader = tokio::spawn(read_replies(reader, pending.clone()));
         Ok(Client {
-            writer: tokio::sync::Mutex::new(writer),
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
             pending,
             next_id: AtomicU64::new(1),
             node,
@@ -221,6 +221,13 @@ impl Client {
             lock(&self.pending).remove(&id);
             return Err(err);
         }
+        // Dropped before its reply (the caller gave up): cancel it on the node.
+        let mut guard = CancelOnDrop {
+            id,
+            pending: self.pending.clone(),
+            writer: self.writer.clone(),
+            armed: true,
+        };
         tokio::pin!(rx);
         let reply = loop {
             tokio::select! {
@@ -229,6 +236,7 @@ impl Client {
                 reply = &mut rx => break reply,
             }
         };
+        guard.armed = false;
         while let Ok(event) = events_rx.try_recv() {
             on_event(event);
         }
@@ -249,6 +257,29 @@ impl Client {
         frame::write_frame(&mut *writer, frame)
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+/// Cancels a call whose future was dropped before its reply.
+struct CancelOnDrop {
+    id: u64,
+    pending: Pending,
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed || lock(&self.pending).remove(&self.id).is_none() {
+            return;
+        }
+        let (id, writer) = (self.id, self.writer.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut writer = writer.lock().await;
+                let _ = frame::write_frame(&mut *writer, &ClientFrame::Cancel { id }).await;
+            });
+        }
     }
 }
 

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["capabilities", "messaging", "access"],
     &["ops"],
-    &["transport", "gateway", "mesh", "client"],
+    &["transport", "gateway", "mesh", "mcp", "client"],
     &["serve"],
     &["cli"],
 ];

@@ -16,8 +16,8 @@
 //! 5. [`ops`]: the OperationEnv — routing, the one call pipeline, native
 //!    operations, peers reached through a trait;
 //! 6. [`transport`] (Unix socket), [`gateway`] (HTTP on loopback), [`mesh`]
-//!    (QUIC between nodes) and [`client`]: the doors, which only decode,
-//!    call and encode;
+//!    (QUIC between nodes), [`mcp`] (the MCP server's protocol) and
+//!    [`client`]: the doors, which only decode, call and encode;
 //! 7. [`serve`]: wires a node together, runs it, drains it;
 //! 8. [`cli`]: the `host` command line.
 //!
@@ -33,6 +33,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod mcp;
 pub mod mesh;
 pub mod messaging;
 pub mod ops;

@@ -37,6 +37,12 @@ pub const MAX_HELLO_BYTES: u32 = 16 * 1024;
 /// what a peer or a client sends, never shown to a handler.
 pub const RESERVED_METADATA_PREFIX: &str = "hearth-";
 
+/// The one reserved key a calling node sets: the scopes (a JSON array) of
+/// the client its call is made for, absent when that caller holds `*`. The
+/// serving node holds the call to them as well as to the calling node's own
+/// `[peers]` scopes.
+pub const CALLER_SCOPES_METADATA: &str = "hearth-caller-scopes";
+
 /// Application close codes on a mesh connection.
 pub mod close {
     /// Orderly shutdown.

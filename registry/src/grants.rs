@@ -35,6 +35,12 @@ impl PathPattern {
             .all(|(seg, pat)| pat == "*" || pat == seg)
     }
 
+    /// True when the pattern writes out `namespace` (not `*`): it names
+    /// that namespace explicitly.
+    pub fn names_namespace(&self, namespace: &str) -> bool {
+        self.segments[1] == namespace
+    }
+
     /// Like [`Self::matches`], but the node segment must be written out:
     /// `/*/echo/*` covers this node's echo, never a peer's.
     pub fn matches_named_node(&self, path: &OperationPath) -> bool {

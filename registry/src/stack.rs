@@ -45,6 +45,21 @@ pub struct StackFile {
     /// Client identities: keys, approval, sessions.
     #[serde(default)]
     pub clients: ClientsSection,
+    /// The node as an MCP server for agents.
+    #[serde(default)]
+    pub mcp: McpSection,
+}
+
+/// `[mcp]`: which operations agents see as tools.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSection {
+    /// When set, only operations matching one of these patterns are tools
+    /// (`/node/docker/*`, `/worker-1/echo/*`). The vault's and the node's
+    /// administrative operations are tools only when a pattern names their
+    /// namespace.
+    #[serde(default)]
+    pub expose: Option<Vec<PathPattern>>,
 }
 
 /// `[clients]`: programs that call this node with a key of their own.

@@ -113,11 +113,20 @@ fn a_new_client_waits_for_an_operator_watching_then_calls_within_its_scopes() {
     assert!(why.contains("denied"), "{why}");
     assert!(why.contains("lacks scope `echo:write`"), "{why}");
     assert!(why.contains("client:tester:"), "{why}");
-    let ops = as_client(&node, &key_file, &["ops"]).output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&ops.stderr).contains("lacks scope `host:read`"),
-        "a client holds only what it was given"
-    );
+    // It lists only what it may call.
+    let ops = as_client(&node, &key_file, &["ops", "--json"])
+        .output()
+        .unwrap();
+    let ops: Value = serde_json::from_slice(&ops.stdout).unwrap();
+    let paths: Vec<&str> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"/node/echo/ping"), "{paths:?}");
+    assert!(!paths.contains(&"/node/echo/put"), "{paths:?}");
+    assert!(!paths.contains(&"/node/clients/list"), "{paths:?}");
 
     // The operator's view; the operator revokes; the client is out.
     let list = node.cli(&["clients", "list", "--json"]).ok_json();
@@ -530,6 +539,10 @@ r = requests.post(f"{base}/v1/call/node/echo/put", json={"key": "k", "value": "v
 assert r.status_code == 403, r.text
 assert "lacks scope `echo:write`" in r.json()["error"]["message"], r.text
 r = requests.get(f"{base}/v1/ops", headers=auth)
+assert r.status_code == 200, r.text
+paths = [op["path"] for op in r.json()]
+assert "/node/echo/ping" in paths and "/node/echo/put" not in paths, paths
+r = requests.get(f"{base}/metrics", headers=auth)
 assert r.status_code == 403, r.text
 
 # The same proof again: refused.
@@ -604,4 +617,55 @@ print("ok", flush=True)
     // Tokens never reach the log.
     let logs = node.logs();
     assert!(!logs.contains("hst_"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reaches_no_further_through_a_peer_than_it_could_itself() {
+    use crate::mesh::{seat, wait_for_state};
+    let (head, w1) = (seat("head"), seat("worker-1"));
+    // The head may call everything of echo on the worker…
+    let w1_rest = format!(
+        "{}[plugins.echo]\ngrants.kv = true\n",
+        head.as_peer(false, "allow = [\"/node/echo/*\"]\nscopes = [\"echo:*\"]")
+    );
+    let head_rest = format!("{}[plugins.echo]\n", w1.as_peer(true, ""));
+    let _w1 = w1.start("", &w1_rest);
+    let head = head.start("", &head_rest);
+    wait_for_state(&head, "worker-1", "connected");
+
+    // …but a client the head let read only does not write there either.
+    let key = ClientKey::generate().unwrap();
+    operator(&head)
+        .await
+        .call(
+            "/node/clients/approve",
+            &json!({ "key": key.public_hex(), "scopes": ["echo:read"] }),
+        )
+        .await
+        .unwrap();
+    let reader = Client::connect_with_key(head.socket(), &key, "reader", &mut |_| {})
+        .await
+        .unwrap();
+    let reply = reader
+        .call("/worker-1/echo/ping", &json!({"msg": "over there"}))
+        .await
+        .unwrap();
+    assert_eq!(reply.output["msg"], "over there");
+    let err = reader
+        .call("/worker-1/echo/put", &json!({"key": "k", "value": "v"}))
+        .await
+        .unwrap_err();
+    let err = err.call_error().unwrap();
+    assert_eq!(err.code.as_str(), "denied", "{err}");
+    assert!(
+        err.message
+            .contains("for a client lacking scope `echo:write`"),
+        "{err}"
+    );
+    // The head's operator still may.
+    operator(&head)
+        .await
+        .call("/worker-1/echo/put", &json!({"key": "k", "value": "v"}))
+        .await
+        .unwrap();
 }

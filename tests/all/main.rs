@@ -8,6 +8,7 @@ mod config;
 mod docker;
 mod gateway;
 mod limits;
+mod mcp;
 mod mesh;
 mod messaging;
 mod serve;

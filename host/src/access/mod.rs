@@ -116,6 +116,9 @@ pub struct Access {
     challenges: Mutex<HashMap<String, Vec<(u64, Instant)>>>,
     /// Sessions by the SHA-256 of their token.
     sessions: Mutex<HashMap<[u8; 32], LiveSession>>,
+    /// Bumped whenever a key's scopes or status change, so connections
+    /// that proved a key earlier know to look again.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -131,10 +134,10 @@ fn store_error(err: store::StoreError) -> CallError {
 
 /// The identity of an approved client.
 fn client_identity(record: &ClientRecord) -> Identity {
-    Identity {
-        id: format!("client:{}:{}", record.name, &record.key[..16]),
-        scopes: record.scopes.clone(),
-    }
+    Identity::new(
+        format!("client:{}:{}", record.name, &record.key[..16]),
+        record.scopes.clone(),
+    )
 }
 
 /// A client's self-chosen name: what an operator sees, so kept plain.
@@ -180,16 +183,30 @@ pub fn check_scopes(
             "this node requires a client key on its socket ([clients] require_keys_on_socket): prove one first (the CLI does with the key `host clients key` prints)",
         ));
     }
-    match required.iter().find(|s| !identity.holds(s)) {
-        None => Ok(()),
-        Some(missing) => Err(CallError::new(
-            ErrorCode::Denied,
-            format!(
-                "identity `{}` lacks scope `{missing}`, which {path} requires; ask the operator to grant it (`host clients approve <key> --scopes …`)",
-                identity.id
-            ),
-        )),
-    }
+    let Some(missing) = required.iter().find(|s| !identity.holds(s)) else {
+        return Ok(());
+    };
+    let message = if identity
+        .scopes
+        .iter()
+        .any(|held| identity_covers(held, missing))
+    {
+        // The peer holds it; the client it calls for does not.
+        format!(
+            "identity `{}` calls {path} for a client lacking scope `{missing}` there; that node's operator grants it to the client",
+            identity.id
+        )
+    } else {
+        format!(
+            "identity `{}` lacks scope `{missing}`, which {path} requires; ask the operator to grant it (`host clients approve <key> --scopes …`, or `scopes` of its [peers] entry)",
+            identity.id
+        )
+    };
+    Err(CallError::new(ErrorCode::Denied, message))
+}
+
+fn identity_covers(held: &str, scope: &str) -> bool {
+    Identity::new("", vec![held.to_owned()]).holds(scope)
 }
 
 /// A peer may call only what its `[peers.<name>].allow` covers on `node`.
@@ -215,10 +232,7 @@ pub fn check_peer_allow(
 /// The identity of a peer's calls: `peer:<name>` with the scopes its
 /// `[peers.<name>]` entry grants.
 pub fn peer(name: &str, scopes: &[String]) -> Identity {
-    Identity {
-        id: format!("peer:{name}"),
-        scopes: scopes.to_vec(),
-    }
+    Identity::new(format!("peer:{name}"), scopes.to_vec())
 }
 
 impl Access {
@@ -272,6 +286,22 @@ impl Access {
             operator_token,
             challenges: Mutex::default(),
             sessions: Mutex::default(),
+            changes: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// A number that changes whenever any key's scopes or status do.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The identity `key` stands for now: its current scopes, or none at
+    /// all once it is no longer approved (a connection that proved it
+    /// earlier keeps its name but loses every scope).
+    pub async fn current(&self, key: &[u8; 32], was: &Identity) -> Identity {
+        match self.store.get(hex::encode(key)).await {
+            Ok(Some(record)) if record.status == Status::Approved => client_identity(&record),
+            _ => Identity::new(was.id.clone(), Vec::new()),
         }
     }
 
@@ -284,15 +314,9 @@ impl Access {
     /// operator, holding `*`, unless keys are required on the socket.
     pub fn socket_client(&self, uid: u32) -> Identity {
         if self.config.require_keys_on_socket {
-            Identity {
-                id: UNAUTHENTICATED.to_owned(),
-                scopes: Vec::new(),
-            }
+            Identity::new(UNAUTHENTICATED.to_owned(), Vec::new())
         } else {
-            Identity {
-                id: format!("local:uid:{uid}"),
-                scopes: vec!["*".to_owned()],
-            }
+            Identity::new(format!("local:uid:{uid}"), vec!["*".to_owned()])
         }
     }
 
@@ -302,10 +326,10 @@ impl Access {
         if let Some(token) = &self.operator_token
             && token.matches(offered)
         {
-            return Some(Identity {
-                id: "http:operator".to_owned(),
-                scopes: vec!["*".to_owned()],
-            });
+            return Some(Identity::new(
+                "http:operator".to_owned(),
+                vec!["*".to_owned()],
+            ));
         }
         if !offered.starts_with(SESSION_PREFIX) {
             return None;
@@ -569,9 +593,12 @@ impl Access {
         })
     }
 
-    /// Ends every session of `key` (its scopes changed or it was revoked).
+    /// Ends every session of `key` (its scopes changed or it was revoked)
+    /// and tells proven connections to look again.
     fn end_sessions(&self, key: &str) {
         lock(&self.sessions).retain(|_, s| s.key != key);
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Every client this node has seen.
@@ -695,10 +722,7 @@ mod tests {
     }
 
     fn operator() -> Identity {
-        Identity {
-            id: "op".into(),
-            scopes: vec!["*".into()],
-        }
+        Identity::new("op", vec!["*".into()])
     }
 
     fn answer(key: &SigningKey, node_key: &[u8; 32], nonce: u64) -> Vec<u8> {
@@ -777,10 +801,7 @@ mod tests {
     #[test]
     fn scope_checks_name_the_scope_and_the_caller() {
         let path: OperationPath = "/node/docker/create".parse().unwrap();
-        let reader = Identity {
-            id: "client:ci:0123".into(),
-            scopes: vec!["docker:read".into()],
-        };
+        let reader = Identity::new("client:ci:0123", vec!["docker:read".into()]);
         let err = check_scopes(&reader, &["docker:write".into()], &path).unwrap_err();
         assert_eq!(err.code, ErrorCode::Denied);
         assert!(
@@ -789,10 +810,7 @@ mod tests {
         );
         assert!(check_scopes(&reader, &["docker:read".into()], &path).is_ok());
         assert!(check_scopes(&reader, &[], &path).is_ok());
-        let nobody = Identity {
-            id: UNAUTHENTICATED.into(),
-            scopes: vec![],
-        };
+        let nobody = Identity::new(UNAUTHENTICATED, vec![]);
         assert!(check_scopes(&nobody, &[], &path).is_err());
     }
 }

@@ -30,26 +30,47 @@ pub struct Identity {
     pub id: String,
     /// Scopes held; `*` holds every scope, `echo:*` every `echo:` scope.
     pub scopes: Vec<String>,
+    /// For a peer's call made for one of its clients: the scopes that
+    /// client holds there. A scope is then held only if both hold it, so a
+    /// client reaches no further through a peer than it could itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<Vec<String>>,
+}
+
+/// True when `held` covers `scope`: equal, `*`, or `ns:*` for `ns:…`.
+fn covers(held: &[String], scope: &str) -> bool {
+    held.iter().any(|held| {
+        held == "*"
+            || held == scope
+            || held
+                .strip_suffix('*')
+                .is_some_and(|prefix| prefix.ends_with(':') && scope.starts_with(prefix))
+    })
 }
 
 impl Identity {
-    /// The node itself, for calls it makes on its own behalf.
-    pub fn node() -> Self {
+    /// An identity holding `scopes`, acting for itself.
+    pub fn new(id: impl Into<String>, scopes: Vec<String>) -> Self {
         Identity {
-            id: "node".to_owned(),
-            scopes: vec!["*".to_owned()],
+            id: id.into(),
+            scopes,
+            on_behalf_of: None,
         }
     }
 
-    /// True when this identity holds `scope`.
+    /// The node itself, for calls it makes on its own behalf.
+    pub fn node() -> Self {
+        Identity::new("node", vec!["*".to_owned()])
+    }
+
+    /// True when this identity holds `scope` (and so does the client a
+    /// peer's call is made for, if any).
     pub fn holds(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|held| {
-            held == "*"
-                || held == scope
-                || held
-                    .strip_suffix('*')
-                    .is_some_and(|prefix| prefix.ends_with(':') && scope.starts_with(prefix))
-        })
+        covers(&self.scopes, scope)
+            && self
+                .on_behalf_of
+                .as_deref()
+                .is_none_or(|caller| covers(caller, scope))
     }
 }
 
@@ -61,6 +82,8 @@ pub enum Door {
     Socket,
     /// The HTTP gateway.
     Http,
+    /// An MCP client, through the gateway's `/mcp`.
+    Mcp,
 }
 
 /// A peer node a call came from, and what it may do here.
@@ -320,15 +343,19 @@ mod tests {
 
     #[test]
     fn scopes_match_exactly_by_prefix_or_wildcard() {
-        let id = |scopes: &[&str]| Identity {
-            id: "t".into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        };
+        let id =
+            |scopes: &[&str]| Identity::new("t", scopes.iter().map(|s| s.to_string()).collect());
         assert!(id(&["*"]).holds("echo:write"));
         assert!(id(&["echo:*"]).holds("echo:write"));
         assert!(!id(&["echo:*"]).holds("echoes:write"));
         assert!(id(&["echo:read"]).holds("echo:read"));
         assert!(!id(&["echo:read"]).holds("echo:write"));
         assert!(!id(&[]).holds("echo:read"));
+        let relayed = Identity {
+            on_behalf_of: Some(vec!["echo:read".into()]),
+            ..id(&["echo:*"])
+        };
+        assert!(relayed.holds("echo:read"));
+        assert!(!relayed.holds("echo:write"), "the client lacks it");
     }
 }

@@ -1,6 +1,6 @@
 //! The `host` command line: `serve`, `call`, `ops`, `plugins`, `peers`,
-//! `version`, `id`, `vault`, `msg`, `clients`, `approve`, `gateway`,
-//! `bench`.
+//! `version`, `id`, `vault`, `msg`, `clients`, `approve`, `mcp`,
+//! `gateway`, `bench`.
 //!
 //! Every command but `serve` is a client of a running node through
 //! [`crate::client`]; `ops` and `plugins` are calls to `/node/host/*`, so
@@ -112,6 +112,10 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
     },
+    /// Serve MCP on stdio for an agent that launches this command: every
+    /// operation the client's scopes allow is a tool. Connects to the node
+    /// as any client (with HEARTH_CLIENT_KEY, as that client).
+    Mcp,
     /// The HTTP gateway's operator token.
     Gateway {
         #[command(subcommand)]
@@ -339,6 +343,32 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
         }
         Command::Msg { command } => msg::run(socket, command).await,
         Command::Clients { command } => clients::run(socket, command).await,
+        Command::Mcp => {
+            let Some(socket) = socket else {
+                eprintln!("error: no socket given; pass --socket or set HEARTH_SOCKET");
+                return ExitCode::from(EXIT_UNREACHABLE);
+            };
+            match connect(&socket).await {
+                Ok(client) => {
+                    eprintln!(
+                        "hearth mcp: serving node `{}` as `{}` on stdio",
+                        client.node_name(),
+                        client.identity()
+                    );
+                    crate::mcp::stdio::serve(
+                        std::sync::Arc::new(client),
+                        tokio::io::stdin(),
+                        tokio::io::stdout(),
+                    )
+                    .await;
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    output::print_error(&err, false);
+                    ExitCode::from(EXIT_UNREACHABLE)
+                }
+            }
+        }
         Command::Approve { watch, scopes } => clients::approve(socket, watch, scopes).await,
         Command::Gateway {
             command: GatewayCommand::RotateToken { config },

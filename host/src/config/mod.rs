@@ -229,6 +229,8 @@ pub struct NodeConfig {
     pub gateway: Option<GatewayConfig>,
     /// Client identities.
     pub clients: ClientsConfig,
+    /// `[mcp] expose`: the operations agents may see as tools, when set.
+    pub mcp_expose: Option<Vec<hearth_registry::PathPattern>>,
 }
 
 /// `[clients]`, resolved.

@@ -84,6 +84,7 @@ pub(super) fn resolve(
         messaging,
         gateway,
         clients,
+        mcp_expose: stack.mcp.expose,
         origin,
     })
 }

@@ -18,6 +18,7 @@
 //! clients are bounded.
 
 mod auth;
+mod mcp;
 mod openapi;
 
 use std::convert::Infallible;
@@ -98,6 +99,7 @@ impl Gateway {
         let door = Arc::new(Handler {
             config: self.config,
             access,
+            mcp_sessions: mcp::Sessions::default(),
             requests: std::sync::Mutex::default(),
             subscriptions: tokio::sync::Mutex::new((None, Vec::new())),
         });
@@ -135,6 +137,8 @@ impl Gateway {
 struct Handler {
     config: Arc<GatewayConfig>,
     access: Arc<Access>,
+    /// MCP sessions on `/mcp`.
+    mcp_sessions: mcp::Sessions,
     /// Requests by endpoint and status (both bounded sets).
     requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, u16), u64>>,
     /// This node's subscription operations (`/node/ns/name`), and when they
@@ -210,6 +214,7 @@ impl Handler {
             "/metrics" => "metrics",
             "/v1/auth/challenge" => "auth-challenge",
             "/v1/auth/session" => "auth-session",
+            "/mcp" => "mcp",
             call if call.starts_with("/v1/call/") => "call",
             _ => "other",
         };
@@ -266,6 +271,10 @@ impl Handler {
                 return error_response(refusal.status, refusal.code, &refusal.message);
             }
         };
+        if path == "/mcp" {
+            let env: Arc<dyn crate::call::DynOperationEnv> = node.clone();
+            return self.mcp(env, identity, request).await;
+        }
         match (request.method(), path.as_str()) {
             (&Method::GET, "/v1/health") => json_response(
                 StatusCode::OK,
@@ -342,7 +351,7 @@ impl Handler {
             _ => error_response(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                "no such endpoint: POST /v1/call/{path}, /v1/auth/challenge, /v1/auth/session; GET /v1/ops, /v1/version, /v1/events, /v1/health, /metrics, /openapi.json",
+                "no such endpoint: POST /v1/call/{path}, /v1/auth/challenge, /v1/auth/session; GET /v1/ops, /v1/version, /v1/events, /v1/health, /metrics, /openapi.json; /mcp (MCP, Streamable HTTP)",
             ),
         }
     }
@@ -380,10 +389,7 @@ impl Handler {
 
     /// The gateway itself, for its own lookups (which operations stream).
     fn gateway() -> Identity {
-        Identity {
-            id: "http:gateway".to_owned(),
-            scopes: vec!["host:read".to_owned()],
-        }
+        Identity::new("http:gateway", vec!["*".to_owned()])
     }
 
     async fn node_call<E: OperationEnv>(

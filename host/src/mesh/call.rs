@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use hearth_protocol::features::{CALLS, CANCEL, DEADLINES, EVENTS};
 use hearth_protocol::frame;
 use hearth_protocol::mesh::{
-    self as wire, CallerFrame, MeshCall, RESERVED_METADATA_PREFIX, ServerFrame,
+    self as wire, CALLER_SCOPES_METADATA, CallerFrame, MeshCall, RESERVED_METADATA_PREFIX,
+    ServerFrame,
 };
 use hearth_protocol::socket::WireResult;
 use hearth_registry::{CallError, ErrorCode, OperationPath, ResponseEnvelope, Source};
@@ -108,14 +109,22 @@ async fn exchange(
         cancel: session.has(CANCEL),
     };
     let left = call.deadline.saturating_duration_since(Instant::now());
+    let mut metadata: Vec<(String, String)> = request
+        .metadata
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(RESERVED_METADATA_PREFIX))
+        .collect();
+    // A client reaches no further through this node than it could itself.
+    if !request.identity.scopes.iter().any(|s| s == "*") {
+        metadata.push((
+            CALLER_SCOPES_METADATA.to_owned(),
+            serde_json::to_string(&request.identity.scopes).unwrap_or_default(),
+        ));
+    }
     let frame = CallerFrame::Call(MeshCall {
         path: path.to_string(),
         input: request.input,
-        metadata: request
-            .metadata
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with(RESERVED_METADATA_PREFIX))
-            .collect(),
+        metadata,
         parent_request_id,
         depth: call.depth,
         timeout_ms: (call.send_deadline && session.has(DEADLINES))

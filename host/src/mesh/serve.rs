@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use hearth_protocol::features::{CALLS, CANCEL, DEADLINES, EVENTS};
 use hearth_protocol::frame::{self, FrameError};
-use hearth_protocol::mesh::{self as wire, CallerFrame, RESERVED_METADATA_PREFIX, ServerFrame};
+use hearth_protocol::mesh::{
+    self as wire, CALLER_SCOPES_METADATA, CallerFrame, RESERVED_METADATA_PREFIX, ServerFrame,
+};
 use hearth_registry::{CallError, ErrorCode};
 use tokio::sync::Semaphore;
 
@@ -207,6 +209,13 @@ async fn serve_call(
         }
     };
     let path = call.path;
+    let mut identity = crate::access::peer(peer, &link.config.scopes);
+    identity.on_behalf_of = call
+        .metadata
+        .iter()
+        .find(|(key, _)| key == CALLER_SCOPES_METADATA)
+        // Unreadable scopes hold nothing.
+        .map(|(_, scopes)| serde_json::from_str(scopes).unwrap_or_default());
     let request = CallRequest {
         origin: Origin::Peer(PeerOrigin {
             name: peer.to_owned(),
@@ -216,7 +225,7 @@ async fn serve_call(
         }),
         path: path.clone(),
         input: call.input,
-        identity: crate::access::peer(peer, &link.config.scopes),
+        identity,
         // The reserved prefix is the host's; a peer cannot set it.
         metadata: call
             .metadata

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod native;
 pub mod peers;
 mod pipeline;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -101,6 +102,7 @@ pub struct Node {
     metrics: metrics::Metrics,
     events: events::NodeEvents,
     access: Arc<Access>,
+    mcp_expose: Option<Vec<hearth_registry::PathPattern>>,
 }
 
 /// Calls from outside the node that are running, for draining at shutdown.
@@ -201,6 +203,7 @@ impl Node {
                 metrics: metrics::Metrics::default(),
                 events: events::NodeEvents::default(),
                 access,
+                mcp_expose: config.mcp_expose.clone(),
             }
         });
         for plugin in node.plugins.values() {
@@ -274,6 +277,11 @@ impl Node {
     /// Who may call from outside: client keys, sessions, the scope rule.
     pub fn access(&self) -> &Arc<Access> {
         &self.access
+    }
+
+    /// `[mcp] expose`: the operations agents may see as tools, when set.
+    pub fn mcp_expose(&self) -> Option<&[hearth_registry::PathPattern]> {
+        self.mcp_expose.as_deref()
     }
 
     /// The node's event log.

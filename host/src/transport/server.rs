@@ -181,6 +181,8 @@ async fn serve_connection<E: OperationEnv>(
     });
     let in_flight: InFlight = Arc::default();
     let authenticating: Authenticating = Arc::default();
+    // The key this connection proved, and the access changes seen since.
+    let mut proven: Option<([u8; 32], u64)> = None;
     let mut greeted = false;
     let mut unread_input = false;
 
@@ -266,6 +268,13 @@ async fn serve_connection<E: OperationEnv>(
                     let _ = tx.send(refusal).await;
                     continue;
                 }
+                // A key's scopes changed since it was proven: use the new ones.
+                if let Some((key, seen)) = &mut proven
+                    && *seen != access.changes()
+                {
+                    *seen = access.changes();
+                    identity = access.current(key, &identity).await;
+                }
                 start_call(call, &node, &identity, &tx, &in_flight)
             }
             ClientFrame::Authenticate { key, name } => {
@@ -276,9 +285,10 @@ async fn serve_connection<E: OperationEnv>(
                 let frame = match challenged {
                     Some(Auth::Challenged(key)) => {
                         match access.prove(&key, nonce, &signature).await {
-                            Ok((proven, _)) => {
-                                tracing::debug!(identity = %proven.id, "socket client proved its key");
-                                identity = proven;
+                            Ok((client, _)) => {
+                                tracing::debug!(identity = %client.id, "socket client proved its key");
+                                identity = client;
+                                proven = Some((key, access.changes()));
                                 NodeFrame::Authenticated {
                                     identity: identity.id.clone(),
                                     scopes: identity.scopes.clone(),

@@ -69,10 +69,7 @@ async fn handle(
         origin: Origin::Message(Arc::new(scope)),
         path: handler.path.clone(),
         input,
-        identity: Identity {
-            id: format!("message:{}", run.message.from.key),
-            scopes: Vec::new(),
-        },
+        identity: Identity::new(format!("message:{}", run.message.from.key), Vec::new()),
         metadata: vec![("message-id".to_owned(), run.message.id.clone())],
         timeout: None,
         events: None,

@@ -140,23 +140,123 @@ impl NativeOp for Ops {
     type Output = Vec<OpEntry>;
     const NAMESPACE: &'static str = "host";
     const NAME: &'static str = "ops";
-    const DESCRIPTION: &'static str = "Every operation this node serves, with kind and schemas.";
-    const SCOPES: &'static [&'static str] = &["host:read"];
+    const DESCRIPTION: &'static str =
+        "The operations this node serves that the caller may call, with kind, scopes and schemas.";
 
-    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<Vec<OpEntry>, CallError> {
-        Ok(node
-            .routes()
-            .iter()
-            .map(|route| OpEntry {
-                path: route.spec.path.to_string(),
-                kind: route.spec.kind.as_str().to_owned(),
-                owner: route.owner.to_string(),
-                description: route.spec.description.clone(),
-                input_schema: route.spec.input_schema.clone(),
-                output_schema: route.spec.output_schema.clone(),
-                scopes: route.spec.scopes.clone(),
+    async fn run(node: &Node, ctx: &CallContext, _: Empty) -> Result<Vec<OpEntry>, CallError> {
+        Ok(callable_ops(node, ctx))
+    }
+}
+
+/// This node's operations `ctx`'s identity holds every scope of.
+fn callable_ops(node: &Node, ctx: &CallContext) -> Vec<OpEntry> {
+    node.routes()
+        .iter()
+        .filter(|route| route.spec.scopes.iter().all(|s| ctx.identity.holds(s)))
+        .map(|route| OpEntry {
+            path: route.spec.path.to_string(),
+            kind: route.spec.kind.as_str().to_owned(),
+            owner: route.owner.to_string(),
+            description: route.spec.description.clone(),
+            input_schema: route.spec.input_schema.clone(),
+            output_schema: route.spec.output_schema.clone(),
+            scopes: route.spec.scopes.clone(),
+        })
+        .collect()
+}
+
+/// What `/node/host/tools` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ToolsOutput {
+    /// The tools, in path order.
+    pub tools: Vec<crate::ops::tools::Tool>,
+    /// Connected peers whose operations could not be listed, and why.
+    pub unreachable: Vec<String>,
+}
+
+/// `/node/host/tools`.
+pub struct Tools;
+
+/// How long a peer may take to list its operations for the catalogue.
+const PEER_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl NativeOp for Tools {
+    type Input = Empty;
+    type Output = ToolsOutput;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "tools";
+    const DESCRIPTION: &'static str = "The operations the caller may call, here and on connected peers, as MCP tools (names, schemas, hints), within `[mcp] expose`.";
+
+    async fn run(node: &Node, ctx: &CallContext, _: Empty) -> Result<ToolsOutput, CallError> {
+        use crate::ops::tools::{Source, catalogue};
+        let mut sources: Vec<Source> = callable_ops(node, ctx)
+            .into_iter()
+            .map(|op| Source { peer: None, op })
+            .collect();
+        let peers: Vec<String> = node
+            .peers()
+            .status()
+            .into_iter()
+            .filter(|p| p.state == PeerState::Connected)
+            .map(|p| p.name)
+            .collect();
+        // Each peer lists what this caller may call there (its scopes
+        // travel with the call), all at once.
+        let lists = peers.iter().map(|peer| {
+            let mut request = crate::call::CallRequest::from_node(
+                "tools",
+                format!("/{peer}/host/ops"),
+                "{}".to_owned(),
+                PEER_LIST_TIMEOUT,
+            );
+            request.identity = ctx.identity.clone();
+            async move { (peer.clone(), node.run(request).await) }
+        });
+        let mut unreachable = Vec::new();
+        for (peer, listed) in futures_util::future::join_all(lists).await {
+            match listed.map(|e| serde_json::from_value::<Vec<OpEntry>>(e.output)) {
+                Ok(Ok(ops)) => sources.extend(ops.into_iter().map(|op| Source {
+                    peer: Some(peer.clone()),
+                    op,
+                })),
+                Ok(Err(err)) => unreachable.push(format!("{peer}: {err}")),
+                Err(err) => unreachable.push(format!("{peer}: {err}")),
+            }
+        }
+        Ok(ToolsOutput {
+            tools: catalogue(sources, node.mcp_expose()),
+            unreachable,
+        })
+    }
+}
+
+/// `/node/host/changes`.
+pub struct Changes;
+
+impl NativeOp for Changes {
+    type Input = Empty;
+    type Output = EventsEnd;
+    const NAMESPACE: &'static str = "host";
+    const NAME: &'static str = "changes";
+    const KIND: hearth_registry::OpKind = hearth_registry::OpKind::Subscription;
+    const DESCRIPTION: &'static str = "An event each time the operations reachable from here may have changed (a plugin loaded, a peer came or went); nothing more.";
+
+    async fn run(node: &Node, ctx: &CallContext, _: Empty) -> Result<EventsEnd, CallError> {
+        let sink = super::event_sink(ctx, "/node/host/changes")?;
+        let (_, live) = node.events().follow(u64::MAX);
+        let delivered = super::follow(&sink, std::iter::empty(), live, |(_, text)| {
+            let event: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let kind = event["kind"].as_str()?;
+            matches!(
+                kind,
+                "plugin.loaded" | "plugin.unloaded" | "peer.up" | "peer.down"
+            )
+            .then(|| {
+                serde_json::json!({ "event": "operations.changed", "cause": kind }).to_string()
             })
-            .collect())
+        })
+        .await;
+        Ok(EventsEnd { delivered })
     }
 }
 

@@ -185,6 +185,8 @@ impl NativeTable {
             entry::<host::Id>(),
             entry::<host::Metrics>(),
             entry::<host::Events>(),
+            entry::<host::Tools>(),
+            entry::<host::Changes>(),
             entry::<vault::Status>(),
             entry::<vault::Unlock>(),
             entry::<vault::Lock>(),
@@ -262,7 +264,7 @@ mod tests {
     #[test]
     fn every_native_operation_has_a_valid_spec() {
         let table = NativeTable::new();
-        assert_eq!(table.entries.len(), 29);
+        assert_eq!(table.entries.len(), 31);
         let index = |path: &str| {
             table
                 .specs()
