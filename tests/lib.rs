@@ -450,3 +450,45 @@ pub fn require_python(packages: &[(&str, &str)]) -> PathBuf {
     }
     python
 }
+
+/// A directory with `packages` installed from the npm registry (once per
+/// machine, under `~/.cache/hearth-test-node/<name>`), for tests that run
+/// real JavaScript clients. Returns the directory (`node_modules` inside).
+pub fn require_npm(name: &str, packages: &[&str]) -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    let dir = home.join(".cache").join("hearth-test-node").join(name);
+    let stamp = dir.join(format!(
+        ".installed-{}",
+        packages.join("+").replace('/', "_")
+    ));
+    if stamp.is_file() {
+        return dir;
+    }
+    std::fs::create_dir_all(&dir).expect("npm cache dir");
+    if !dir.join("package.json").is_file() {
+        std::fs::write(
+            dir.join("package.json"),
+            "{\"private\": true, \"type\": \"module\"}\n",
+        )
+        .expect("package.json");
+    }
+    eprintln!(
+        "== installing {} from npm (needed by the tests; once per machine)",
+        packages.join(" ")
+    );
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        .args(packages)
+        .current_dir(&dir)
+        .status()
+        .expect("npm");
+    assert!(
+        status.success(),
+        "npm install {} failed",
+        packages.join(" ")
+    );
+    std::fs::write(&stamp, "").expect("stamp");
+    dir
+}

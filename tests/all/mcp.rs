@@ -211,6 +211,77 @@ async fn the_python_sdk_calls_tools_here_and_on_a_peer_within_its_scopes() {
     assert!(!head.logs().contains(&token));
 }
 
+const TS_AGENT: &str = r#"
+import assert from "node:assert/strict";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+const [mode, target, secret, ...rest] = process.argv.slice(2);
+const transport = mode === "stdio"
+  ? new StdioClientTransport({ command: target, args: rest, env: { ...process.env, HEARTH_CLIENT_KEY: secret } })
+  : new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers: { Authorization: `Bearer ${secret}` } } });
+const client = new Client({ name: "ts-agent", version: "1.0.0" });
+await client.connect(transport);
+const { tools } = await client.listTools();
+const names = tools.map((t) => t.name);
+assert.ok(names.includes("echo_ping") && names.includes("worker-1__echo_ping"), names.join());
+assert.ok(!names.includes("echo_put") && !names.includes("worker-1__echo_put"), names.join());
+let r = await client.callTool({ name: "echo_ping", arguments: { msg: "ts" } });
+assert.equal(r.isError, false);
+assert.deepEqual(r.structuredContent, { msg: "ts" });
+r = await client.callTool({ name: "worker-1__echo_ping", arguments: { msg: "ts fleet" } });
+assert.deepEqual(r.structuredContent, { msg: "ts fleet" });
+r = await client.callTool({ name: "echo_get", arguments: { key: 5 } });
+assert.equal(r.isError, true);
+assert.match(r.content[0].text, /invalid-input/);
+await assert.rejects(client.callTool({ name: "echo_put", arguments: { key: "k", value: "v" } }), /no tool/);
+await client.close();
+console.log("ok");
+"#;
+
+#[test]
+fn the_typescript_sdk_calls_tools_here_and_on_a_peer_within_its_scopes() {
+    let dir = hearth_tests::require_npm("mcp-sdk", &["@modelcontextprotocol/sdk"]);
+    std::fs::write(dir.join("agent.mjs"), TS_AGENT).unwrap();
+    let (head, _w1, base, _token) = fleet();
+    let key_file = head.dir().join("ts.key");
+    let key = ClientKey::load_or_create(&key_file).unwrap();
+    operator(
+        &head,
+        "/node/clients/approve",
+        json!({ "key": key.public_hex(), "scopes": ["echo:read"] }),
+    );
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("node")
+            .arg(dir.join("agent.mjs"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && said.contains("ok"),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "stdio".as_ref(),
+        host_bin().as_os_str(),
+        key_file.as_os_str(),
+        "--socket".as_ref(),
+        head.socket().as_os_str(),
+        "mcp".as_ref(),
+    ]);
+    let token = session_token(&base, &key);
+    run(&[
+        "http".as_ref(),
+        format!("{base}/mcp").as_ref(),
+        token.as_ref(),
+    ]);
+}
+
 /// curl against `/mcp`: the answers an SDK never provokes.
 #[test]
 fn mcp_over_http_refuses_wrong_origins_sessions_versions_and_tokens() {

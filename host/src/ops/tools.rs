@@ -117,7 +117,13 @@ fn object_root(schema: &Value) -> (Value, bool) {
         && schema.get("oneOf").is_none()
         && schema.get("allOf").is_none();
     if is_object {
-        return (schema.clone(), false);
+        let mut schema = schema.clone();
+        // No dialect named: MCP's default (2020-12) holds, and clients
+        // whose validators know only older drafts still compile it.
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("$schema");
+        }
+        return (schema, false);
     }
     // Hoist the definitions so `$ref`s still resolve from the root.
     let mut inner = schema.clone();
