@@ -510,3 +510,116 @@ fn stdio_reports_progress_and_collects_subscription_events() {
     server.kill().ok();
     server.wait().ok();
 }
+
+/// A loopback TCP port nobody listens on now.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Puts the bearer token on every request, since the conformance runner
+/// cannot send headers of its own (modelcontextprotocol/conformance#453).
+const AUTH_PROXY: &str = r#"
+import http from "node:http";
+const [listen, target] = process.argv.slice(2);
+const to = new URL(target);
+http.createServer((req, res) => {
+  const up = http.request({ host: to.hostname, port: to.port, method: req.method, path: req.url,
+    headers: { ...req.headers, authorization: `Bearer ${process.env.MCP_TOKEN}` } },
+    (answer) => { res.writeHead(answer.statusCode, answer.headers); answer.pipe(res); });
+  up.on("error", (e) => { res.writeHead(502); res.end(String(e)); });
+  req.pipe(up);
+  res.on("close", () => up.destroy());
+}).listen(+listen, "127.0.0.1", () => console.log("listening"));
+"#;
+
+/// Kills a child process when dropped.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_conformance_suite_passes_but_for_its_baseline() {
+    // The runner needs Node 22; npm carries it as a package.
+    let dir = hearth_tests::require_npm(
+        "mcp-conformance",
+        &["@modelcontextprotocol/conformance@0.1.16", "node@22"],
+    );
+    let proxy_port = free_tcp_port();
+    // The runner sends its own localhost Origin; this node allows it.
+    let node = TestNode::start_with_stack(&format!(
+        "[node]\nname = \"conf\"\n[gateway]\nenabled = true\nlisten = \"127.0.0.1:0\"\nallowed_origins = [\"http://localhost:{proxy_port}\", \"http://127.0.0.1:{proxy_port}\"]\n[plugins.echo]\n"
+    ));
+    let line = node
+        .banner
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway: "))
+        .unwrap()
+        .to_owned();
+    let base = line.split_whitespace().next().unwrap().to_owned();
+    let token_file = line
+        .split("bearer token in ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')');
+    let token = std::fs::read_to_string(token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    std::fs::write(dir.join("auth-proxy.mjs"), AUTH_PROXY).unwrap();
+    let node22 = dir.join("node_modules/node/bin/node");
+    let mut proxy = Reap(
+        Command::new(&node22)
+            .arg(dir.join("auth-proxy.mjs"))
+            .arg(proxy_port.to_string())
+            .arg(&base)
+            .env("MCP_TOKEN", &token)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = String::new();
+    BufReader::new(proxy.0.stdout.as_mut().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "listening");
+    let baseline = hearth_tests::repo_root().join("tests/mcp-conformance-baseline.yml");
+    let out = Command::new(&node22)
+        .arg(dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js"))
+        .args(["server", "--url"])
+        .arg(format!("http://localhost:{proxy_port}/mcp"))
+        .arg("--expected-failures")
+        .arg(&baseline)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let summary = said.split("=== SUMMARY ===").nth(1).unwrap_or(&said);
+    assert!(
+        out.status.success(),
+        "conformance failed beyond its baseline:\n{summary}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for passing in [
+        "server-initialize",
+        "ping",
+        "tools-list",
+        "logging-set-level",
+        "dns-rebinding-protection",
+    ] {
+        assert!(
+            summary
+                .lines()
+                .any(|l| l.contains(passing) && l.contains(" 0 failed")),
+            "{passing} did not pass:\n{summary}"
+        );
+    }
+}

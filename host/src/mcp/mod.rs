@@ -305,6 +305,18 @@ impl<B: Backend> Engine<B> {
         let answer = match method {
             "initialize" => Ok(self.initialize(&params)),
             "ping" => Ok(json!({})),
+            // This server sends no log messages; the level is accepted so
+            // clients that set one proceed.
+            "logging/setLevel" => match params["level"].as_str() {
+                Some(
+                    "debug" | "info" | "notice" | "warning" | "error" | "critical" | "alert"
+                    | "emergency",
+                ) => Ok(json!({})),
+                _ => Err((
+                    code::INVALID_PARAMS,
+                    "level must be an RFC 5424 level name, e.g. `info`".to_owned(),
+                )),
+            },
             "tools/list" => self.list(&params).await,
             "tools/call" => {
                 let cancel = Arc::new(Notify::new());
@@ -338,7 +350,7 @@ impl<B: Backend> Engine<B> {
         self.lock().version = Some(version.to_owned());
         json!({
             "protocolVersion": version,
-            "capabilities": { "tools": { "listChanged": true } },
+            "capabilities": { "tools": { "listChanged": true }, "logging": {} },
             "serverInfo": {
                 "name": "hearth",
                 "title": "Hearth node",
