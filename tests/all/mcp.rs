@@ -623,3 +623,129 @@ fn the_conformance_suite_passes_but_for_its_baseline() {
         );
     }
 }
+
+/// `host mcp` on stdio, spoken to line by line.
+struct Stdio_ {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Stdio_ {
+    fn start(node: &TestNode) -> Self {
+        let mut child = Command::new(host_bin())
+            .arg("--socket")
+            .arg(node.socket())
+            .arg("mcp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut this = Stdio_ {
+            child,
+            stdin,
+            lines,
+        };
+        this.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}));
+        assert_eq!(this.next()["id"], 0);
+        this.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+        this
+    }
+
+    fn send(&mut self, message: Value) {
+        self.stdin
+            .write_all(format!("{message}\n").as_bytes())
+            .unwrap();
+    }
+
+    fn next(&self) -> Value {
+        self.lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a message from host mcp in time")
+    }
+
+    fn tool_names(&mut self, id: u64) -> Vec<String> {
+        self.send(json!({"jsonrpc":"2.0","id":id,"method":"tools/list"}));
+        loop {
+            let message = self.next();
+            if message["id"] == id {
+                return message["result"]["tools"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["name"].as_str().unwrap().to_owned())
+                    .collect();
+            }
+        }
+    }
+}
+
+impl Drop for Stdio_ {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_peer_coming_and_going_changes_the_tool_list() {
+    let (head, w1) = (seat("head"), seat("worker-1"));
+    let head_rest = format!("{}[plugins.echo]\n", w1.as_peer(false, ""));
+    let w1_rest = format!(
+        "{}[plugins.echo]\n",
+        head.as_peer(
+            true,
+            "allow = [\"/node/echo/*\", \"/node/host/ops\"]\nscopes = [\"echo:*\"]"
+        )
+    );
+    let head = head.start("", &head_rest);
+    let mut agent = Stdio_::start(&head);
+    let before = agent.tool_names(1);
+    assert!(before.contains(&"echo_ping".to_owned()), "{before:?}");
+    assert!(
+        !before.iter().any(|n| n.starts_with("worker-1__")),
+        "{before:?}"
+    );
+
+    let mut w1 = w1.start("", &w1_rest);
+    let changed = agent.next();
+    assert_eq!(
+        changed["method"], "notifications/tools/list_changed",
+        "{changed}"
+    );
+    let after = agent.tool_names(2);
+    assert!(
+        after.contains(&"worker-1__echo_ping".to_owned()),
+        "{after:?}"
+    );
+
+    // Gone: the head notices (idle timeout), says so, and lists it no more.
+    w1.kill9();
+    let started = std::time::Instant::now();
+    let mut id = 3;
+    loop {
+        let changed = agent.next();
+        assert_eq!(
+            changed["method"], "notifications/tools/list_changed",
+            "{changed}"
+        );
+        let names = agent.tool_names(id);
+        id += 1;
+        if !names.iter().any(|n| n.starts_with("worker-1__")) {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 30, "{names:?}");
+    }
+}

@@ -164,7 +164,7 @@ impl Handler {
                         "this session's event stream is already open",
                     );
                 };
-                server_stream(rx)
+                server_stream(session, rx)
             }
             Method::DELETE => {
                 let Some(id) = session_id else {
@@ -338,8 +338,9 @@ fn request_stream(engine: Arc<Engine<NodeBackend>>, message: Value) -> Response<
     sse_response(rx)
 }
 
-/// The session's own stream: server notifications, with keep-alives.
-fn server_stream(mut notes: mpsc::Receiver<Value>) -> Response<Body> {
+/// The session's own stream: server notifications, with keep-alives. When
+/// the client goes away the notifications wait for its next `GET`.
+fn server_stream(session: Arc<Session>, mut notes: mpsc::Receiver<Value>) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         loop {
@@ -347,16 +348,17 @@ fn server_stream(mut notes: mpsc::Receiver<Value>) -> Response<Body> {
                 note = notes.recv() => {
                     let Some(note) = note else { return };
                     if tx.send(sse_message(&note)).await.is_err() {
-                        return;
+                        break;
                     }
                 }
                 () = tokio::time::sleep(super::KEEP_ALIVE) => {
                     if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
-                        return;
+                        break;
                     }
                 }
             }
         }
+        *session.server.lock().await = Some(notes);
     });
     sse_response(rx)
 }

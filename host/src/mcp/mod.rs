@@ -594,6 +594,108 @@ fn tool_result(outcome: Result<Value, CallError>) -> Value {
 mod tests {
     use super::*;
 
+    /// A node with `n` echo-like tools that answers calls with their input.
+    struct Fake(usize);
+
+    impl Backend for Fake {
+        fn call(
+            &self,
+            path: String,
+            input: String,
+            _: Option<mpsc::UnboundedSender<String>>,
+        ) -> BoxFuture<'_, Result<Value, CallError>> {
+            let n = self.0;
+            Box::pin(async move {
+                if path == "/node/host/tools" {
+                    let tools: Vec<Value> = (0..n)
+                        .map(|i| {
+                            json!({
+                                "name": format!("t_{i:03}"), "title": format!("/node/t/{i:03}"),
+                                "description": "d", "path": format!("/node/t/{i:03}"),
+                                "kind": "query", "input_schema": {"type": "object"},
+                                "output_schema": null, "wrapped": false, "annotations": {},
+                            })
+                        })
+                        .collect();
+                    return Ok(json!({ "tools": tools, "unreachable": [] }));
+                }
+                Ok(json!({ "path": path, "input": serde_json::from_str::<Value>(&input).unwrap() }))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn tools_list_in_pages_and_calls_need_initialize() {
+        let engine = Engine::new(Arc::new(Fake(120)), mpsc::channel(1).0);
+        let out = mpsc::unbounded_channel().0;
+        let request = |id: u64, method: &str, params: Value| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let early = engine
+            .handle(request(1, "tools/list", json!({})), &out)
+            .await
+            .unwrap();
+        assert_eq!(early["error"]["code"], code::INVALID_REQUEST);
+        let init = engine
+            .handle(
+                request(2, "initialize", json!({"protocolVersion": "2024-01-01"})),
+                &out,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            init["result"]["protocolVersion"], LATEST_VERSION,
+            "unknown asks get the latest"
+        );
+        let mut names = Vec::new();
+        let mut cursor = Value::Null;
+        for id in 3.. {
+            let page = engine
+                .handle(request(id, "tools/list", json!({ "cursor": cursor })), &out)
+                .await
+                .unwrap();
+            let tools = page["result"]["tools"].as_array().unwrap();
+            assert!(tools.len() <= PAGE);
+            names.extend(tools.iter().map(|t| t["name"].as_str().unwrap().to_owned()));
+            cursor = page["result"]
+                .get("nextCursor")
+                .cloned()
+                .unwrap_or(Value::Null);
+            if cursor.is_null() {
+                break;
+            }
+        }
+        assert_eq!(names.len(), 120);
+        assert_eq!(
+            names
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            120
+        );
+        let bad = engine
+            .handle(request(9, "tools/list", json!({ "cursor": "999" })), &out)
+            .await
+            .unwrap();
+        assert_eq!(bad["error"]["code"], code::INVALID_PARAMS);
+        let called = engine
+            .handle(
+                request(
+                    10,
+                    "tools/call",
+                    json!({"name": "t_007", "arguments": {"a": 1}}),
+                ),
+                &out,
+            )
+            .await
+            .unwrap();
+        assert_eq!(called["result"]["structuredContent"]["path"], "/node/t/007");
+        assert_eq!(called["result"]["structuredContent"]["input"]["a"], 1);
+        let unknown = engine
+            .handle(request(11, "nope", json!({})), &out)
+            .await
+            .unwrap();
+        assert_eq!(unknown["error"]["code"], code::METHOD_NOT_FOUND);
+    }
+
     #[test]
     fn messages_are_classified() {
         assert_eq!(

@@ -108,7 +108,7 @@ impl Node {
     async fn run_uncounted(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
         // Calls from outside count for draining; a plugin's nested call
         // runs inside one of them.
-        let _in_flight = match request.origin {
+        let mut in_flight = match request.origin {
             Origin::Plugin(_) | Origin::Node(_) | Origin::Message(_) => None,
             Origin::Client(_) | Origin::Peer(_) => Some(self.admit()?),
         };
@@ -118,7 +118,19 @@ impl Node {
         };
         match target {
             Target::Remote { peer, path } => self.run_remote(request, peer, path).await,
-            Target::Local(path) => self.run_local(request, path).await,
+            Target::Local(path) => {
+                // A subscription streams until its caller goes: it has no
+                // work to finish, so a drain does not wait for it.
+                if self
+                    .routes
+                    .lookup(&path)
+                    .is_ok_and(|route| route.spec.kind == OpKind::Subscription)
+                {
+                    in_flight = None;
+                }
+                let _in_flight = in_flight;
+                self.run_local(request, path).await
+            }
         }
     }
 
