@@ -150,3 +150,45 @@ async fn a_drain_deadline_stops_a_node_with_calls_still_running() {
     );
     node.slow.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_does_not_wait_for_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let server = Server::start(&config, Listeners::from_config(&config))
+        .await
+        .unwrap()
+        .drain(Duration::from_secs(60));
+    let node = server.node().clone();
+    let socket = server.socket_path().to_owned();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let client = Arc::new(Client::connect(&socket).await.unwrap());
+    // A follower of node events: it streams until its caller goes.
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let follower = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .call_with_events("/node/host/events", "{}", CallOptions::default(), |e| {
+                    let _ = seen_tx.send(e);
+                })
+                .await
+        })
+    };
+    seen.recv().await.expect("the kept events replay first");
+    assert_eq!(
+        node.calls_in_flight(),
+        0,
+        "a subscription is not work to drain"
+    );
+    stop.send(()).unwrap();
+    // Serve returns at once, not at the 60 s drain deadline.
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("serve returns without waiting for the subscription")
+        .unwrap();
+    follower.abort();
+}
