@@ -232,3 +232,93 @@ async fn a_thousand_bad_calls_leave_the_node_serving_and_its_memory_bounded() {
         after >> 10
     );
 }
+
+/// A node whose misbehave plugin may use kv, fresh or warm per call.
+fn start_with_kv(warm: u32) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    misbehave_plugin_dir(dir.path());
+    let stack = format!(
+        r#"
+        [plugins.misbehave]
+        path = "misbehave"
+        timeout_ms = {PLUGIN_TIMEOUT_MS}
+        warm_instances = {warm}
+        grants.kv = true
+        grants.env = ["/node/misbehave/cycle"]
+        "#
+    );
+    TestNode::start_with_stack_in(dir, &stack)
+}
+
+async fn peek(client: &Client, key: &str) -> serde_json::Value {
+    call(client, "peek", &format!(r#"{{"key":"{key}"}}"#))
+        .await
+        .unwrap()["value"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_leaves_kv_as_it_was() {
+    for warm in [0, 2] {
+        let node = start_with_kv(warm);
+        let client = node.client().await;
+        // A successful call reads its own writes and keeps them.
+        let done = call(&client, "scribble", r#"{"key":"kept-gone","then":"ok"}"#)
+            .await
+            .unwrap();
+        assert_eq!(done["read_back"], "written");
+        assert_eq!(done["keys"], serde_json::json!(["kept-gone"]));
+        assert_eq!(peek(&client, "kept-gone").await, "written");
+        // Failing, trapping, panicking or running out of time after
+        // writing `kept` and deleting `kept-gone` changes nothing.
+        for (then, code) in [
+            ("error", ErrorCode::Failed),
+            ("trap", ErrorCode::Trapped),
+            ("panic", ErrorCode::Trapped),
+            ("spin", ErrorCode::Timeout),
+        ] {
+            let err = call(
+                &client,
+                "scribble",
+                &format!(r#"{{"key":"kept","then":"{then}"}}"#),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(err.code, code, "{err}");
+            assert_eq!(
+                peek(&client, "kept").await,
+                serde_json::Value::Null,
+                "after {then} (warm {warm})"
+            );
+            assert_eq!(
+                peek(&client, "kept-gone").await,
+                "written",
+                "after {then} (warm {warm})"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_says_whose_deadline_it_was() {
+    let node = start();
+    let client = node.client().await;
+    let mine = client
+        .call_raw(
+            "/node/misbehave/sleep",
+            r#"{"ms":3000}"#,
+            CallOptions {
+                timeout: Some(Duration::from_millis(200)),
+                metadata: Vec::new(),
+            },
+        )
+        .await
+        .unwrap_err();
+    let mine = mine.call_error().unwrap();
+    assert_eq!(mine.code, ErrorCode::Timeout);
+    assert!(mine.message.contains("its caller's deadline"), "{mine}");
+    assert!(!mine.message.contains("stack.toml"), "{mine}");
+    let limit = call(&client, "sleep", r#"{"ms":3000}"#).await.unwrap_err();
+    assert_eq!(limit.code, ErrorCode::Timeout);
+    assert!(limit.message.contains("stack.toml"), "{limit}");
+}

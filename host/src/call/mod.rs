@@ -255,6 +255,10 @@ pub struct CallContext {
     pub message: Option<Arc<MessageScope>>,
     /// True for calls the node makes itself ([`Origin::Node`]).
     pub by_node: bool,
+    /// True when the deadline is the caller's (it asked for less time than
+    /// the operation's limit, or its parent's deadline came first), so a
+    /// timeout is the caller's to fix, not `stack.toml`'s.
+    pub deadline_by_caller: bool,
 }
 
 impl CallContext {
@@ -273,6 +277,7 @@ impl CallContext {
             from_peer: None,
             message: None,
             by_node: true,
+            deadline_by_caller: false,
         }
     }
 }

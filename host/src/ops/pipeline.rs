@@ -51,6 +51,7 @@ fn top_level(
         from_peer: None,
         message: None,
         by_node: false,
+        deadline_by_caller: false,
     }
 }
 
@@ -259,7 +260,10 @@ impl Node {
             Instant::now() + timeout
         };
         let request_id = ulid::Ulid::new().to_string();
-        let ctx = match origin {
+        // The caller's own deadline, when it is the shorter one.
+        let by_caller =
+            route.spec.kind != OpKind::Subscription && timeout.is_some_and(|asked| asked < limit);
+        let mut ctx = match origin {
             Origin::Client(_) => top_level(
                 request_id,
                 identity,
@@ -305,18 +309,23 @@ impl Node {
                 from_peer: Some(peer.name),
                 message: None,
                 by_node: false,
+                deadline_by_caller: false,
             },
             Origin::Plugin(caller) => {
                 let parent = caller.ctx;
                 let mut chain = parent.chain;
                 chain.push(path);
+                let own = Instant::now() + limit;
                 CallContext {
+                    // The parent's deadline, when it comes first, is the
+                    // caller's: this operation's limit did not cut it.
+                    deadline_by_caller: parent.deadline < own,
                     request_id,
                     parent_request_id: Some(parent.request_id),
                     identity,
                     metadata,
                     // Inherited, and shortened to this operation's own limit.
-                    deadline: parent.deadline.min(Instant::now() + limit),
+                    deadline: parent.deadline.min(own),
                     trusted: true,
                     depth: parent.depth + 1,
                     chain,
@@ -327,6 +336,9 @@ impl Node {
                 }
             }
         };
+        if !ctx.deadline_by_caller {
+            ctx.deadline_by_caller = by_caller;
+        }
         (ctx, input)
     }
 

@@ -30,7 +30,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
 pub use cache::{CacheOutcome, ComponentCache};
-pub use state::{CallState, Resources};
+pub use state::{CallState, Resources, Staged};
 
 use crate::call::{CallContext, PluginCaller};
 use crate::config::{EngineLimits, PluginSettings};
@@ -228,6 +228,7 @@ impl Runtime {
         ctx: CallContext,
     ) -> Result<String, CallError> {
         let deadline = ctx.deadline;
+        let by_caller = ctx.deadline_by_caller;
         let wit_ctx = bindings::context_to_wit(&ctx);
         let caller = PluginCaller {
             plugin: Arc::from(plugin.name.as_str()),
@@ -235,7 +236,7 @@ impl Runtime {
             ctx,
         };
         let run = async {
-            let output = match &plugin.warm {
+            let (output, staged) = match &plugin.warm {
                 None => {
                     self.call_fresh(plugin, caller, resources, op, input, &wit_ctx)
                         .await
@@ -256,14 +257,21 @@ impl Runtime {
                     ),
                 ));
             }
-            Ok(output)
+            Ok((output, staged))
         };
         // The epoch callback enforces the deadline inside wasm; this timer
         // also covers time spent in host calls.
-        match tokio::time::timeout_at(deadline.into(), run).await {
-            Ok(result) => result,
-            Err(_) => Err(timeout_error(plugin, op)),
+        let (output, staged) = match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(result) => result?,
+            Err(_) => return Err(timeout_error(plugin, op, by_caller)),
+        };
+        // The call succeeded in time: now, and only now, its held-back
+        // effects (kv writes) become durable. Outside the deadline, so a
+        // commit is never cut halfway.
+        for effect in staged {
+            effect.commit().await?;
         }
+        Ok(output)
     }
 
     async fn call_fresh(
@@ -274,14 +282,15 @@ impl Runtime {
         op: &str,
         input: &str,
         wit_ctx: &bindings::wit::CallContext,
-    ) -> Result<String, CallError> {
+    ) -> Result<(String, Vec<Box<dyn Staged>>), CallError> {
         let mut store = self.store(&plugin.settings, caller, Some(resources));
         let instance = plugin
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| self.instantiate_error(plugin, &e, &store))?;
-        invoke(plugin, &instance, &mut store, op, input, wit_ctx).await
+        let output = invoke(plugin, &instance, &mut store, op, input, wit_ctx).await?;
+        Ok((output, store.data_mut().take_staged()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -294,7 +303,7 @@ impl Runtime {
         op: &str,
         input: &str,
         wit_ctx: &bindings::wit::CallContext,
-    ) -> Result<String, CallError> {
+    ) -> Result<(String, Vec<Box<dyn Staged>>), CallError> {
         let deadline = caller.ctx.deadline;
         let mut warm = match pool.take() {
             Some(mut warm) => {
@@ -313,6 +322,10 @@ impl Runtime {
             }
         };
         let result = invoke(plugin, &warm.instance, &mut warm.store, op, input, wit_ctx).await;
+        // Whatever happened, this call's held-back effects leave with it:
+        // to be committed on success, dropped otherwise.
+        let staged = warm.store.data_mut().take_staged();
+        let result = result.map(|output| (output, staged));
         match &result {
             // The plugin ran to completion (its own typed errors included):
             // the instance is sound and goes back to the pool.
@@ -408,17 +421,25 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-fn timeout_error(plugin: &LoadedPlugin, op: &str) -> CallError {
+/// A timeout, blamed on whoever set the deadline: the caller (who may give
+/// more time) or the operation's limit (which `stack.toml` sets).
+fn timeout_error(plugin: &LoadedPlugin, op: &str, by_caller: bool) -> CallError {
     let limit = plugin.settings.timeout_for(op);
-    CallError::new(
-        ErrorCode::Timeout,
+    let message = if by_caller {
+        format!(
+            "operation `{op}` of plugin `{}` did not finish before its caller's deadline, which was shorter than the operation's limit of {} ms; give the call more time (`--timeout-ms`, the `Timeout-Ms` header, or the calling operation's own deadline)",
+            plugin.name,
+            limit.as_millis(),
+        )
+    } else {
         format!(
             "operation `{op}` of plugin `{}` did not finish before its deadline (the operation's limit is {} ms; a caller may only shorten it); raise `timeout_ms` or `operation_timeouts.{op}` in [plugins.{}] of stack.toml",
             plugin.name,
             limit.as_millis(),
             plugin.name
-        ),
-    )
+        )
+    };
+    CallError::new(ErrorCode::Timeout, message)
 }
 
 fn limit_error(plugin: &LoadedPlugin, hit: &LimitHit) -> CallError {
@@ -445,7 +466,7 @@ fn failure_to_call_error(
     store: &Store<CallState>,
 ) -> CallError {
     if err.downcast_ref::<DeadlineExceeded>().is_some() {
-        return timeout_error(plugin, op);
+        return timeout_error(plugin, op, store.data().caller().ctx.deadline_by_caller);
     }
     if let Some(hit) = store.data().limit_hit() {
         return limit_error(plugin, hit);

@@ -7,6 +7,8 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hearth_registry::{CallError, ErrorCode};
@@ -43,6 +45,16 @@ impl Resources {
     }
 }
 
+/// An effect a capability holds back until its call succeeds (the kv
+/// writes of a call): committed when the call returns successfully,
+/// dropped when it fails, traps or runs out of time.
+pub trait Staged: Any + Send {
+    /// Makes the effect durable.
+    fn commit(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), CallError>> + Send>>;
+    /// For finding a capability's own staged effect again.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
 /// The data of one call's store.
 pub struct CallState {
     wasi: WasiCtx,
@@ -52,6 +64,8 @@ pub struct CallState {
     caller: PluginCaller,
     /// `None` while a plugin lists its specs at load: it may not call out.
     resources: Option<Arc<Resources>>,
+    /// Effects held back until the call succeeds, by capability type.
+    staged: HashMap<TypeId, Box<dyn Staged>>,
 }
 
 impl CallState {
@@ -71,6 +85,7 @@ impl CallState {
             limiter,
             caller,
             resources,
+            staged: HashMap::new(),
         }
     }
 
@@ -80,6 +95,21 @@ impl CallState {
         self.resources = Some(resources);
         self.limiter.hit = None;
         self.stderr.clear();
+        self.staged.clear();
+    }
+
+    /// This call's staged effect of type `T`, made with `make` on first use.
+    pub fn staged<T: Staged>(&mut self, make: impl FnOnce() -> T) -> Option<&mut T> {
+        self.staged
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(make()))
+            .as_any_mut()
+            .downcast_mut::<T>()
+    }
+
+    /// Takes the staged effects out (to commit after success, or to drop).
+    pub(super) fn take_staged(&mut self) -> Vec<Box<dyn Staged>> {
+        self.staged.drain().map(|(_, effect)| effect).collect()
     }
 
     pub(super) fn limiter(&mut self) -> &mut CallLimiter {

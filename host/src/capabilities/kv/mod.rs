@@ -4,9 +4,16 @@
 //! Grant: `grants.kv = true`. Manifest request: `capabilities.kv = true`.
 //! The plugin name comes from the host, never the plugin, so a plugin
 //! reaches only its own keys.
+//!
+//! A call's writes are held back ([`Staged`]) and applied in one
+//! transaction when the call returns successfully; a call that fails, traps
+//! or runs out of time changes nothing. The call reads its own writes.
 
 mod store;
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hearth_registry::{CallError, ErrorCode};
@@ -14,8 +21,8 @@ use wasmtime::component::{HasData, Linker};
 
 pub use store::{KvOpenError, KvStore, MAX_KEY_BYTES, MAX_LIST, MAX_VALUE_BYTES};
 
-use crate::runtime::CallState;
 use crate::runtime::bindings::{self, hearth::node::kv, wit};
+use crate::runtime::{CallState, Staged};
 
 /// `kv` as one call's plugin sees it.
 pub struct Kv<'a>(&'a mut CallState);
@@ -47,6 +54,123 @@ impl Kv<'_> {
         let plugin = caller.plugin.clone();
         Ok((self.0.resource::<KvStore>("kv")?, plugin))
     }
+
+    /// This call's writes, held back until it succeeds.
+    fn writes(
+        &mut self,
+        store: &Arc<KvStore>,
+        plugin: &Arc<str>,
+    ) -> Result<&mut Writes, CallError> {
+        let (store, plugin) = (store.clone(), plugin.clone());
+        self.0
+            .staged(|| Writes {
+                store,
+                plugin,
+                pending: BTreeMap::new(),
+                bytes: 0,
+            })
+            .ok_or_else(|| CallError::new(ErrorCode::Failed, "kv: this call's writes are lost"))
+    }
+
+    async fn get_(&mut self, key: String) -> Result<Option<Vec<u8>>, CallError> {
+        let (store, plugin) = self.granted()?;
+        if let Some(staged) = self.writes(&store, &plugin)?.pending.get(&key) {
+            return Ok(staged.clone());
+        }
+        store.get(&plugin, key).await
+    }
+
+    async fn set_(&mut self, key: String, value: Vec<u8>) -> Result<(), CallError> {
+        let (store, plugin) = self.granted()?;
+        store::check_write(&key, &value)?;
+        self.writes(&store, &plugin)?.stage(key, Some(value))
+    }
+
+    async fn delete_(&mut self, key: String) -> Result<bool, CallError> {
+        let (store, plugin) = self.granted()?;
+        store::check_key(&key)?;
+        let existed = match self.writes(&store, &plugin)?.pending.get(&key) {
+            Some(staged) => staged.is_some(),
+            None => store.get(&plugin, key.clone()).await?.is_some(),
+        };
+        self.writes(&store, &plugin)?.stage(key, None)?;
+        Ok(existed)
+    }
+
+    async fn list_(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, CallError> {
+        let (store, plugin) = self.granted()?;
+        let limit = limit.min(MAX_LIST) as usize;
+        let writes = self.writes(&store, &plugin)?;
+        let staged: Vec<(String, bool)> = writes
+            .pending
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), v.is_some()))
+            .collect();
+        // Enough stored keys that the staged deletes cannot starve the page.
+        let fetch = (limit + staged.len()).min(u32::MAX as usize) as u32;
+        let mut keys: std::collections::BTreeSet<String> = store
+            .list_unbounded(&plugin, prefix, fetch)
+            .await?
+            .into_iter()
+            .collect();
+        for (key, present) in staged {
+            if present {
+                keys.insert(key);
+            } else {
+                keys.remove(&key);
+            }
+        }
+        Ok(keys.into_iter().take(limit).collect())
+    }
+}
+
+/// Most bytes of values one call may hold back.
+const MAX_STAGED_BYTES: usize = 64 << 20;
+
+/// One call's kv writes: applied in one transaction when the call returns
+/// successfully, dropped when it fails, traps or runs out of time.
+struct Writes {
+    store: Arc<KvStore>,
+    plugin: Arc<str>,
+    /// Key → new value, or `None` for a delete.
+    pending: BTreeMap<String, Option<Vec<u8>>>,
+    bytes: usize,
+}
+
+impl Writes {
+    fn stage(&mut self, key: String, value: Option<Vec<u8>>) -> Result<(), CallError> {
+        let size = value.as_ref().map_or(0, Vec::len) + key.len();
+        if self.bytes + size > MAX_STAGED_BYTES {
+            return Err(CallError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "one call may write at most {} MiB to kv; split the work over several calls",
+                    MAX_STAGED_BYTES >> 20
+                ),
+            ));
+        }
+        self.bytes += size;
+        self.pending.insert(key, value);
+        Ok(())
+    }
+}
+
+impl Staged for Writes {
+    fn commit(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), CallError>> + Send>> {
+        Box::pin(async move {
+            if self.pending.is_empty() {
+                return Ok(());
+            }
+            self.store
+                .apply(&self.plugin, self.pending.into_iter().collect())
+                .await
+        })
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 impl kv::Host for Kv<'_> {
@@ -54,11 +178,7 @@ impl kv::Host for Kv<'_> {
         &mut self,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::CallError>> {
-        let result = match self.granted() {
-            Ok((store, plugin)) => store.get(&plugin, key).await,
-            Err(e) => Err(e),
-        };
-        bindings::to_wit(result)
+        bindings::to_wit(self.get_(key).await)
     }
 
     async fn set(
@@ -66,19 +186,11 @@ impl kv::Host for Kv<'_> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wit::CallError>> {
-        let result = match self.granted() {
-            Ok((store, plugin)) => store.set(&plugin, key, value).await,
-            Err(e) => Err(e),
-        };
-        bindings::to_wit(result)
+        bindings::to_wit(self.set_(key, value).await)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, wit::CallError>> {
-        let result = match self.granted() {
-            Ok((store, plugin)) => store.delete(&plugin, key).await,
-            Err(e) => Err(e),
-        };
-        bindings::to_wit(result)
+        bindings::to_wit(self.delete_(key).await)
     }
 
     async fn list_keys(
@@ -86,10 +198,6 @@ impl kv::Host for Kv<'_> {
         prefix: String,
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<String>, wit::CallError>> {
-        let result = match self.granted() {
-            Ok((store, plugin)) => store.list(&plugin, prefix, limit).await,
-            Err(e) => Err(e),
-        };
-        bindings::to_wit(result)
+        bindings::to_wit(self.list_(prefix, limit).await)
     }
 }

@@ -152,6 +152,53 @@ impl KvStore {
         .await
     }
 
+    /// Applies one call's writes (`None` deletes) in one transaction.
+    pub async fn apply(
+        &self,
+        plugin: &str,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), CallError> {
+        let plugin = plugin.to_owned();
+        self.with_conn(move |c| {
+            let tx = c.unchecked_transaction()?;
+            for (key, value) in &writes {
+                match value {
+                    Some(value) => tx.execute(
+                        "INSERT INTO kv (plugin, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+                        params![plugin, key, value],
+                    )?,
+                    None => tx.execute(
+                        "DELETE FROM kv WHERE plugin = ?1 AND key = ?2",
+                        params![plugin, key],
+                    )?,
+                };
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Keys of `plugin` starting with `prefix`, in order, at most `limit`
+    /// (which may exceed [`MAX_LIST`]: the caller trims).
+    pub(super) async fn list_unbounded(
+        &self,
+        plugin: &str,
+        prefix: String,
+        limit: u32,
+    ) -> Result<Vec<String>, CallError> {
+        let plugin = plugin.to_owned();
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key FROM kv WHERE plugin = ?1 AND substr(key, 1, length(?2)) = ?2
+                 ORDER BY key LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![plugin, prefix, limit], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// Keys of `plugin` starting with `prefix`, in order, at most `limit`.
     pub async fn list(
         &self,
@@ -174,7 +221,22 @@ impl KvStore {
     }
 }
 
-fn check_key(key: &str) -> Result<(), CallError> {
+/// Checks a write before it is staged: the key, and the value's size.
+pub(super) fn check_write(key: &str, value: &[u8]) -> Result<(), CallError> {
+    check_key(key)?;
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(CallError::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "kv value of {} bytes exceeds the {MAX_VALUE_BYTES}-byte limit",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn check_key(key: &str) -> Result<(), CallError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
         return Err(CallError::new(
             ErrorCode::InvalidInput,

@@ -96,6 +96,58 @@ fn sleep(_cx: &Context, input: Sleep) -> Result<Done, CallError> {
     Ok(Done { ok: true })
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Scribble {
+    /// Key to write.
+    key: String,
+    /// How to end after writing: `ok`, `error`, `trap`, `panic` or `spin`.
+    then: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Scribbled {
+    /// What this call read back of its own write.
+    read_back: Option<String>,
+    /// Keys under the prefix, as this call sees them.
+    keys: Vec<String>,
+}
+
+/// Writes `key` (and deletes `key` + `-gone`), reads both back, then ends
+/// as asked: only `ok` may leave the writes behind.
+fn scribble(_cx: &Context, input: Scribble) -> Result<Scribbled, CallError> {
+    hearth_sdk::kv::set(&input.key, b"written")?;
+    hearth_sdk::kv::delete(&format!("{}-gone", input.key))?;
+    let read_back =
+        hearth_sdk::kv::get(&input.key)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+    let keys = hearth_sdk::kv::list_keys(&input.key, 10)?;
+    match input.then.as_str() {
+        "error" => Err(CallError::failed("failing after writing")),
+        "trap" => core::arch::wasm32::unreachable(),
+        "panic" => panic!("panicking after writing"),
+        "spin" => loop {
+            black_box(0);
+        },
+        _ => Ok(Scribbled { read_back, keys }),
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Peek {
+    key: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Peeked {
+    value: Option<String>,
+}
+
+fn peek(_cx: &Context, input: Peek) -> Result<Peeked, CallError> {
+    let value = hearth_sdk::kv::get(&input.key)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+    Ok(Peeked { value })
+}
+
 struct Misbehave;
 
 impl Plugin for Misbehave {
@@ -110,6 +162,12 @@ impl Plugin for Misbehave {
         ops.query("cycle", "Call itself through env without bound.", cycle);
         ops.query("flood", "Return a 10 MiB result.", flood);
         ops.query("sleep", "Sleep in a host call.", sleep);
+        ops.mutation(
+            "scribble",
+            "Write kv, then end as asked (ok, error, trap, panic, spin).",
+            scribble,
+        );
+        ops.query("peek", "Read a kv value.", peek);
     }
 }
 
