@@ -471,6 +471,11 @@ pub struct PluginEntry {
     /// plugin bundled with the `host` binary of that name is used.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Load this component (bundled, or `<path>/<component>.wasm` with its
+    /// `plugin.toml`) under this entry's name instead: the same code as
+    /// another instance, with its own namespace, grants, limits and kv.
+    #[serde(default)]
+    pub component: Option<String>,
     /// What the plugin may do; nothing by default.
     #[serde(default)]
     pub grants: GrantSet,

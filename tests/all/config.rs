@@ -222,3 +222,36 @@ fn a_config_error_is_printed_once_naming_file_key_and_fix() {
     // Nothing was created for a node that did not start.
     assert!(!dir.path().join("data").join("node.db").exists());
 }
+
+#[test]
+fn one_component_loads_under_two_names_with_their_own_grants_and_keys() {
+    let node = TestNode::start_with_stack(
+        "[plugins.echo]\ngrants.kv = true\n[plugins.notes]\ncomponent = \"echo\"\ngrants.kv = true\n[plugins.scratch]\ncomponent = \"echo\"\n",
+    );
+    let call = |path: &str, input: &str| node.cli(&["call", path, input]);
+    // The same operations under each name.
+    let put = call("/node/notes/put", r#"{"key":"k","value":"in notes"}"#);
+    assert_eq!(put.code(), 0, "{}", put.stderr());
+    let got = call("/node/notes/get", r#"{"key":"k"}"#).ok_json();
+    assert_eq!(got["value"], "in notes");
+    // Each name has its own kv namespace…
+    let other = call("/node/echo/get", r#"{"key":"k"}"#).ok_json();
+    assert!(other["value"].is_null(), "{other}");
+    // …and its own grants.
+    let denied = call("/node/scratch/put", r#"{"key":"k","value":"v"}"#);
+    assert_eq!(denied.code(), 1);
+    assert!(
+        denied.stderr().contains("[plugins.scratch]"),
+        "{}",
+        denied.stderr()
+    );
+    let plugins = node.cli(&["plugins", "--json"]).ok_json();
+    let notes = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "notes")
+        .cloned()
+        .unwrap_or_else(|| panic!("{plugins}"));
+    assert!(notes.to_string().contains("component `echo`"), "{notes}");
+}

@@ -439,10 +439,25 @@ fn plugin(
             "give the plugin another name",
         ));
     }
-    let (manifest, component, origin) = match &entry.path {
-        Some(dir) => from_dir(file, name, dir)?,
-        None => bundled(file, name)?,
+    let component_name = entry.component.as_deref().unwrap_or(name);
+    if !is_valid_segment(component_name) {
+        return Err(file.invalid(
+            key("component"),
+            format!("`{component_name}` is not a component name"),
+            NAME_RULE,
+        ));
+    }
+    let (mut manifest, component, mut origin) = match &entry.path {
+        Some(dir) => from_dir(file, name, component_name, dir)?,
+        None => bundled(file, name, component_name)?,
     };
+    if component_name != name {
+        // Another instance of the same code: its operations live under
+        // this entry's name, and so do its kv keys and grants.
+        manifest.name = name.to_owned();
+        manifest.namespace = Some(name.to_owned());
+        origin = format!("{origin}, component `{component_name}`");
+    }
     let memory = entry.memory_mib.unwrap_or(limits.memory_mib);
     if !(1..=MAX_MEMORY_MIB).contains(&memory) {
         return Err(file.invalid(
@@ -565,20 +580,29 @@ fn warn_unrequested(name: &str, grants: &GrantSet, manifest: &PluginManifest) {
 
 type Loaded = (PluginManifest, Cow<'static, [u8]>, String);
 
-fn bundled(file: &File, name: &str) -> Result<Loaded, ConfigError> {
-    let Some(bundled) = BUNDLED.iter().find(|b| b.name == name) else {
+/// The bundled component `component`, for entry `name`.
+fn bundled(file: &File, name: &str, component: &str) -> Result<Loaded, ConfigError> {
+    let Some(bundled) = BUNDLED.iter().find(|b| b.name == component) else {
         let known: Vec<&str> = BUNDLED.iter().map(|b| b.name).collect();
+        let (key, what) = if component == name {
+            (format!("plugins.{name}"), "no plugin of that name")
+        } else {
+            (
+                format!("plugins.{name}.component"),
+                "no component of that name",
+            )
+        };
         return Err(file.invalid(
-            format!("plugins.{name}"),
+            key,
             format!(
-                "is unknown: no plugin of that name is bundled with this host (bundled: {})",
+                "is unknown: {what} is bundled with this host (bundled: {})",
                 known.join(", ")
             ),
             "set `path` to the directory holding its plugin.toml and .wasm",
         ));
     };
-    let manifest_file = File(format!("plugins/{name}/plugin.toml (bundled)"));
-    let manifest = manifest(&manifest_file, name, bundled.manifest)?;
+    let manifest_file = File(format!("plugins/{component}/plugin.toml (bundled)"));
+    let manifest = manifest(&manifest_file, component, bundled.manifest)?;
     Ok((
         manifest,
         Cow::Borrowed(bundled.component),
@@ -586,8 +610,8 @@ fn bundled(file: &File, name: &str) -> Result<Loaded, ConfigError> {
     ))
 }
 
-/// Loads `<dir>/plugin.toml` and `<dir>/<name>.wasm`.
-fn from_dir(file: &File, name: &str, dir: &Path) -> Result<Loaded, ConfigError> {
+/// Loads `<dir>/plugin.toml` and `<dir>/<component>.wasm` for entry `name`.
+fn from_dir(file: &File, name: &str, component: &str, dir: &Path) -> Result<Loaded, ConfigError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|e| {
             file.invalid(
@@ -602,9 +626,9 @@ fn from_dir(file: &File, name: &str, dir: &Path) -> Result<Loaded, ConfigError> 
     let manifest_file = File::of(&manifest_path);
     let text = String::from_utf8(text)
         .map_err(|_| manifest_file.invalid("the file", "is not UTF-8", "save it as UTF-8 text"))?;
-    let manifest = manifest(&manifest_file, name, &text)?;
-    let component = read(&dir.join(format!("{name}.wasm")))?;
-    Ok((manifest, Cow::Owned(component), dir.display().to_string()))
+    let manifest = manifest(&manifest_file, component, &text)?;
+    let bytes = read(&dir.join(format!("{component}.wasm")))?;
+    Ok((manifest, Cow::Owned(bytes), dir.display().to_string()))
 }
 
 /// Parses a plugin's manifest and checks it names the plugin.
