@@ -494,6 +494,9 @@ pub struct PluginEntry {
     /// instance per call; absent means what the plugin's manifest asks for.
     #[serde(default)]
     pub warm_instances: Option<u32>,
+    /// The plugin's own configuration, handed to it as it is.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
 }
 
 /// Why a `stack.toml` could not be read as the file model. Values that

@@ -38,6 +38,7 @@
 // export macro works when expanded inside a plugin crate.
 extern crate self as hearth_sdk;
 
+pub mod config;
 mod context;
 mod dispatch;
 pub mod docker;
@@ -74,7 +75,7 @@ pub use dispatch::{Adapter, Operation, Operations, Plugin};
 /// Everything a plugin usually needs in one import.
 pub mod prelude {
     pub use crate::{
-        CallError, Context, ErrorCode, Operations, Plugin, docker, env, kv, log, vault,
+        CallError, Context, ErrorCode, Operations, Plugin, config, docker, env, kv, log, vault,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};

@@ -255,3 +255,49 @@ fn one_component_loads_under_two_names_with_their_own_grants_and_keys() {
         .unwrap_or_else(|| panic!("{plugins}"));
     assert!(notes.to_string().contains("component `echo`"), "{notes}");
 }
+
+#[test]
+fn each_instance_reads_its_own_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    hearth_tests::misbehave_plugin_dir(dir.path());
+    let node = TestNode::start_with_stack_in(
+        dir,
+        r#"
+        [plugins.misbehave]
+        path = "misbehave"
+        [plugins.misbehave.config]
+        greeting = "hello"
+        retries = 3
+        server = { url = "http://127.0.0.1:4010", tls = false }
+
+        [plugins.other]
+        path = "misbehave"
+        component = "misbehave"
+        config = { greeting = "bonjour" }
+        "#,
+    );
+    let seen = |plugin: &str, key: &str| {
+        node.cli(&[
+            "call",
+            &format!("/node/{plugin}/config"),
+            &format!(r#"{{"key":"{key}"}}"#),
+        ])
+        .ok_json()
+    };
+    let first = seen("misbehave", "greeting");
+    assert_eq!(first["value"], "hello");
+    assert_eq!(seen("misbehave", "retries")["value"], "3");
+    assert_eq!(
+        seen("misbehave", "server.url")["value"],
+        "http://127.0.0.1:4010"
+    );
+    assert_eq!(seen("misbehave", "server.tls")["value"], "false");
+    let server: serde_json::Value =
+        serde_json::from_str(seen("misbehave", "server")["value"].as_str().unwrap()).unwrap();
+    assert_eq!(server["url"], "http://127.0.0.1:4010");
+    assert!(seen("misbehave", "missing")["value"].is_null());
+    // The other instance of the same component sees only its own table.
+    let other = seen("other", "greeting");
+    assert_eq!(other["value"], "bonjour");
+    assert_eq!(other["all"], serde_json::json!([["greeting", "bonjour"]]));
+}

@@ -99,6 +99,10 @@ pub struct PeerOrigin {
     pub depth: u32,
 }
 
+/// A plugin's own configuration (`[plugins.<name>.config]`), flattened:
+/// dotted keys for nested tables, strings as written, other values as JSON.
+pub type PluginConfig = std::collections::BTreeMap<String, String>;
+
 /// A plugin making a call through `env`, and the call it is serving.
 #[derive(Debug, Clone)]
 pub struct PluginCaller {
@@ -106,6 +110,8 @@ pub struct PluginCaller {
     pub plugin: Arc<str>,
     /// What the operator granted it.
     pub grants: Arc<GrantSet>,
+    /// Its configuration.
+    pub config: Arc<PluginConfig>,
     /// The call it is serving.
     pub ctx: CallContext,
 }

@@ -15,11 +15,13 @@
 //! | [`log`]    | `log`     | always                        | —                         |
 //! | [`vault`]  | `vault`   | `grants.vault = [prefixes]`   | `capabilities.vault`      |
 //! | [`docker`] | `docker`  | `grants.docker = { policy }`  | `capabilities.docker`     |
+//! | [`config`] | `config`  | always (its own table)        | —                         |
 //!
 //! Adding a capability: its interface in `wit/`, one module here (plus a
 //! line in [`add_to_linker`]), one module in the SDK. A capability never
 //! reaches into another's module, routes calls, or knows a front door.
 
+pub mod config;
 pub mod docker;
 pub mod env;
 pub mod kv;
@@ -36,5 +38,6 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     kv::add_to_linker(linker)?;
     log::add_to_linker(linker)?;
     vault::add_to_linker(linker)?;
-    docker::add_to_linker(linker)
+    docker::add_to_linker(linker)?;
+    config::add_to_linker(linker)
 }

@@ -59,6 +59,8 @@ pub struct PluginSource {
     pub settings: PluginSettings,
     /// `bundled` or the directory it came from.
     pub origin: String,
+    /// Its own configuration (`[plugins.<name>.config]`), flattened.
+    pub config: crate::call::PluginConfig,
 }
 
 /// Warm instances kept for a plugin whose manifest asks for reuse and

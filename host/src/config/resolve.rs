@@ -545,6 +545,10 @@ fn plugin(
         warm_instances,
         max_output_bytes: limits.max_output_bytes as usize,
     };
+    let mut config = crate::call::PluginConfig::new();
+    for (key, value) in &entry.config {
+        flatten_config(file, name, key, value, &mut config)?;
+    }
     Ok(PluginSource {
         name: name.to_owned(),
         manifest,
@@ -552,7 +556,37 @@ fn plugin(
         grants: entry.grants,
         settings,
         origin,
+        config,
     })
+}
+
+/// Flattens one `[plugins.<name>.config]` value into `out`: strings as
+/// written, everything else as JSON, nested tables also under dotted keys.
+fn flatten_config(
+    file: &File,
+    name: &str,
+    key: &str,
+    value: &toml::Value,
+    out: &mut crate::call::PluginConfig,
+) -> Result<(), ConfigError> {
+    if let toml::Value::Table(table) = value {
+        if table.len() == 1 && table.contains_key("secret") {
+            return Err(file.invalid(
+                format!("plugins.{name}.config.{key}"),
+                "refers to a secret, and this host keeps no secrets yet",
+                "put the value here for now, or leave the key out",
+            ));
+        }
+        for (inner, v) in table {
+            flatten_config(file, name, &format!("{key}.{inner}"), v, out)?;
+        }
+    }
+    let text = match value {
+        toml::Value::String(text) => text.clone(),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    };
+    out.insert(key.to_owned(), text);
+    Ok(())
 }
 
 /// A grant the plugin's manifest did not ask for works, but the operator

@@ -482,14 +482,5 @@ fn message_handlers(
 }
 
 async fn load_plugin(runtime: &Runtime, source: &PluginSource) -> Result<LoadedPlugin, StartError> {
-    Ok(runtime
-        .load(
-            &source.name,
-            source.manifest.clone(),
-            source.grants.clone(),
-            source.settings.clone(),
-            &source.component,
-            source.origin.clone(),
-        )
-        .await?)
+    Ok(runtime.load(source).await?)
 }

@@ -19,6 +19,9 @@ wasmtime::component::bindgen!({
 
 pub use hearth::node::types as wit;
 
+/// The WIT package this host serves (`host version` shows it).
+pub const WIT_PACKAGE: &str = "hearth:node@0.2.0";
+
 impl From<wit::OpKind> for OpKind {
     fn from(kind: wit::OpKind) -> Self {
         match kind {

@@ -32,7 +32,7 @@ use wasmtime::{Engine, Store};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use state::{CallState, Resources, Staged};
 
-use crate::call::{CallContext, PluginCaller};
+use crate::call::{CallContext, PluginCaller, PluginConfig};
 use crate::config::{EngineLimits, PluginSettings};
 
 use bindings::PluginPre;
@@ -85,6 +85,8 @@ pub struct LoadedPlugin {
     pub cache: CacheOutcome,
     /// Where it was loaded from (`bundled` or a path).
     pub origin: String,
+    /// Its own configuration.
+    pub config: Arc<PluginConfig>,
     pre: PluginPre<CallState>,
     warm: Option<WarmPool>,
 }
@@ -122,13 +124,15 @@ impl Runtime {
     /// its specs and checks them against its manifest and settings.
     pub async fn load(
         &self,
-        name: &str,
-        manifest: PluginManifest,
-        grants: GrantSet,
-        settings: PluginSettings,
-        component_bytes: &[u8],
-        origin: String,
+        source: &crate::config::PluginSource,
     ) -> Result<LoadedPlugin, RuntimeError> {
+        let name = source.name.as_str();
+        let manifest = source.manifest.clone();
+        let grants = source.grants.clone();
+        let settings = source.settings.clone();
+        let component_bytes: &[u8] = &source.component;
+        let origin = source.origin.clone();
+        let config = Arc::new(source.config.clone());
         let fail = |message: String| RuntimeError::Plugin {
             plugin: name.to_owned(),
             message,
@@ -136,13 +140,23 @@ impl Runtime {
         let (component, cache, sha256) =
             self.cache.load_or_compile(&self.engine, component_bytes)?;
         let pre = self.link(&component).map_err(|e| {
-            fail(format!(
-                "cannot link: {e:#}; the plugin imports something this host does not provide (built against another version of hearth:node?)"
-            ))
+            let text = format!("{e:#}");
+            match imported_version(&text) {
+                Some(version) if !bindings::WIT_PACKAGE.ends_with(&format!("@{version}")) => {
+                    fail(format!(
+                        "it was built against hearth:node@{version}, and this host serves {}: rebuild it with the current hearth-sdk ({text})",
+                        bindings::WIT_PACKAGE
+                    ))
+                }
+                _ => fail(format!(
+                    "cannot link: {text}; the plugin imports something this host does not provide (built against another version of hearth:node?)"
+                )),
+            }
         })?;
         let caller = PluginCaller {
             plugin: Arc::from(name),
             grants: Arc::new(GrantSet::default()),
+            config: config.clone(),
             ctx: CallContext::internal(Instant::now() + SPECS_DEADLINE),
         };
         let mut store = self.store(&settings, caller, None);
@@ -189,6 +203,7 @@ impl Runtime {
             component_sha256: sha256,
             cache,
             origin,
+            config,
             pre,
             warm,
         })
@@ -233,6 +248,7 @@ impl Runtime {
         let caller = PluginCaller {
             plugin: Arc::from(plugin.name.as_str()),
             grants: plugin.grants.clone(),
+            config: plugin.config.clone(),
             ctx,
         };
         let run = async {
@@ -375,6 +391,18 @@ impl Runtime {
     }
 }
 
+/// The `hearth:node` version a link error names, if any (`0.1.0`).
+fn imported_version(link_error: &str) -> Option<String> {
+    let rest = link_error.split("hearth:node/").nth(1)?;
+    let version: String = rest
+        .split_once('@')?
+        .1
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    (!version.is_empty()).then_some(version)
+}
+
 /// Makes the store fail with [`DeadlineExceeded`] once `deadline` passes.
 fn arm_deadline(store: &mut Store<CallState>, deadline: Instant) {
     store.set_epoch_deadline(1);
@@ -507,5 +535,20 @@ fn describe_failure(err: &wasmtime::Error, store: &Store<CallState>) -> String {
     match store.data().last_stderr_line() {
         Some(line) => format!("{trap} ({line})"),
         None => trap,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::imported_version;
+
+    #[test]
+    fn a_link_error_names_the_version_a_plugin_was_built_against() {
+        let error = "component imports instance `hearth:node/env@0.1.0`, but a matching implementation was not found in the linker";
+        assert_eq!(imported_version(error).as_deref(), Some("0.1.0"));
+        assert_eq!(
+            imported_version("component imports instance `wasi:http/types@0.2.0`"),
+            None
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::ops::Node;
 use crate::ops::peers::{MeshVersion, PeerState, PeerStatus};
 
 /// The WIT package plugins are built against.
-pub const WIT_PACKAGE: &str = "hearth:node@0.1.0";
+pub use crate::runtime::bindings::WIT_PACKAGE;
 
 /// Output of `/node/host/ping`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -148,6 +148,25 @@ fn peek(_cx: &Context, input: Peek) -> Result<Peeked, CallError> {
     Ok(Peeked { value })
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ConfigQuery {
+    key: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct ConfigSeen {
+    value: Option<String>,
+    all: Vec<(String, String)>,
+}
+
+fn config(_cx: &Context, input: ConfigQuery) -> Result<ConfigSeen, CallError> {
+    Ok(ConfigSeen {
+        value: hearth_sdk::config::get(&input.key),
+        all: hearth_sdk::config::all(),
+    })
+}
+
 struct Misbehave;
 
 impl Plugin for Misbehave {
@@ -168,6 +187,7 @@ impl Plugin for Misbehave {
             scribble,
         );
         ops.query("peek", "Read a kv value.", peek);
+        ops.query("config", "Show this instance's configuration.", config);
     }
 }
 
