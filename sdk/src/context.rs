@@ -14,6 +14,41 @@ impl Context {
         Context { inner }
     }
 
+    /// A context for a native unit test of a handler (`cargo test`, no
+    /// host): request id `test`, a call from outside by `identity` holding
+    /// `scopes`, no metadata, 5 s left. A handler that uses no capability
+    /// runs as it would in the host; capabilities need the host.
+    ///
+    /// ```
+    /// let cx = hearth_sdk::Context::for_test("client:ci", &["echo:read"])
+    ///     .with_metadata("trace", "on");
+    /// assert_eq!(cx.identity().id, "client:ci");
+    /// assert_eq!(cx.metadata("trace"), Some("on"));
+    /// assert!(!cx.is_nested());
+    /// ```
+    pub fn for_test(identity: &str, scopes: &[&str]) -> Self {
+        Context {
+            inner: CallContext {
+                request_id: "test".to_owned(),
+                parent_request_id: None,
+                identity: Identity {
+                    id: identity.to_owned(),
+                    scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                },
+                metadata: Vec::new(),
+                deadline_ms: 5_000,
+                trusted: false,
+                depth: 0,
+            },
+        }
+    }
+
+    /// The same context with caller metadata `key` set to `value`.
+    pub fn with_metadata(mut self, key: &str, value: &str) -> Self {
+        self.inner.metadata.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Unique id the host gave this call.
     pub fn request_id(&self) -> &str {
         &self.inner.request_id

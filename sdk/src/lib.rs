@@ -6,7 +6,7 @@
 //! builds the operation specs the host reads, and dispatches each call to
 //! the right function with the input decoded and the output encoded.
 //!
-//! ```ignore
+//! ```
 //! use hearth_sdk::prelude::*;
 //!
 //! #[derive(Deserialize, JsonSchema)]
@@ -28,6 +28,13 @@
 //! }
 //!
 //! hearth_sdk::export_plugin!(Echo);
+//!
+//! // A handler that uses no capability tests natively:
+//! # fn main() {
+//! let cx = Context::for_test("client:doc", &[]);
+//! let out = ping(&cx, PingInput { msg: "hi".into() }).unwrap();
+//! assert_eq!(out.msg, "hi");
+//! # }
 //! ```
 //!
 //! Host capabilities are in [`env`], [`kv`], [`log`] and [`vault`]; each works only

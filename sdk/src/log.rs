@@ -21,3 +21,27 @@ pub fn warn(message: &str) {
 pub fn error(message: &str) {
     emit(Level::Error, message);
 }
+
+/// Logs at info level with `format!` arguments: `info!("{n} items")`.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::log::info(&::std::format!($($arg)*)) };
+}
+
+/// Logs at warn level with `format!` arguments.
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::log::warn(&::std::format!($($arg)*)) };
+}
+
+/// Logs at error level with `format!` arguments.
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::log::error(&::std::format!($($arg)*)) };
+}
+
+/// Logs at debug level with `format!` arguments.
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::log::debug(&::std::format!($($arg)*)) };
+}
