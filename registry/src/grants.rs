@@ -109,6 +109,9 @@ pub struct GrantSet {
     /// Inbox messages its handler is run for; none when absent.
     #[serde(default)]
     pub messages: Option<MessagesGrant>,
+    /// Secrets (`host secret set NAME`) its configuration may refer to.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// Which inbox messages a plugin's handler receives.

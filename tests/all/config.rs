@@ -301,3 +301,96 @@ fn each_instance_reads_its_own_configuration() {
     assert_eq!(other["value"], "bonjour");
     assert_eq!(other["all"], serde_json::json!([["greeting", "bonjour"]]));
 }
+
+#[test]
+fn a_secret_reaches_only_the_plugin_granted_it_and_is_stored_nowhere_in_clear() {
+    const VALUE: &str = "ghp-s3cr3t-value-7f3a";
+    let seat = crate::mesh::seat("keeper");
+    hearth_tests::misbehave_plugin_dir(seat.path());
+    let node = seat.start(
+        "",
+        r#"
+[plugins.misbehave]
+path = "misbehave"
+grants.secrets = ["github"]
+[plugins.misbehave.config]
+token = { secret = "github" }
+plain = "visible"
+
+[plugins.other]
+path = "misbehave"
+component = "misbehave"
+config = { token = "its own plain value" }
+"#,
+    );
+    let token = |plugin: &str| {
+        node.cli(&[
+            "call",
+            &format!("/node/{plugin}/config"),
+            r#"{"key":"token"}"#,
+        ])
+    };
+    let unset = token("misbehave");
+    assert_eq!(unset.code(), 1);
+    assert!(
+        unset.stderr().contains("host secret set github"),
+        "{}",
+        unset.stderr()
+    );
+
+    let mut set = Command::new(host_bin())
+        .arg("--socket")
+        .arg(node.socket())
+        .args(["secret", "set", "github"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(set.stdin.as_mut().unwrap(), format!("{VALUE}\n").as_bytes())
+        .unwrap();
+    let set = set.wait_with_output().unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+
+    let seen = token("misbehave").ok_json();
+    assert_eq!(seen["value"], VALUE);
+    assert!(
+        !seen["all"].to_string().contains(VALUE),
+        "get-all leaves secrets out"
+    );
+    assert_eq!(seen["all"], serde_json::json!([["plain", "visible"]]));
+    // Another instance of the same component has no such secret.
+    assert_eq!(token("other").ok_json()["value"], "its own plain value");
+    let names = node.cli(&["secret", "list"]);
+    assert_eq!(names.stdout().trim(), "github");
+
+    // Not in clear anywhere under the node's directory, nor in its log.
+    let mut stack = vec![node.dir().to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                assert!(
+                    !bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()),
+                    "{} holds the secret in clear",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(!node.logs().contains(VALUE));
+
+    // A locked vault keeps it shut.
+    let locked = node.cli(&["vault", "lock"]);
+    assert_eq!(locked.code(), 0, "{}", locked.stderr());
+    let shut = token("misbehave");
+    assert_eq!(shut.code(), 1);
+    assert!(shut.stderr().contains("locked"), "{}", shut.stderr());
+    assert!(!shut.stderr().contains(VALUE));
+}

@@ -72,7 +72,7 @@ impl Seat {
         )
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 

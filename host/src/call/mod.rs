@@ -112,6 +112,8 @@ pub struct PluginCaller {
     pub grants: Arc<GrantSet>,
     /// Its configuration.
     pub config: Arc<PluginConfig>,
+    /// Configuration keys whose value is a secret, by secret name.
+    pub secret_refs: Arc<PluginConfig>,
     /// The call it is serving.
     pub ctx: CallContext,
 }

@@ -116,6 +116,11 @@ enum Command {
     /// operation the client's scopes allow is a tool. Connects to the node
     /// as any client (with HEARTH_CLIENT_KEY, as that client).
     Mcp,
+    /// Secrets for plugins: set (value from stdin or a prompt), list, remove.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// The HTTP gateway's operator token.
     Gateway {
         #[command(subcommand)]
@@ -150,6 +155,23 @@ enum Command {
         token_file: Option<PathBuf>,
         #[command(flatten)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCommand {
+    /// Set secret NAME: its value is read from stdin (or asked for on a
+    /// terminal), never from the command line.
+    Set {
+        /// The secret's name, as `grants.secrets` uses it.
+        name: String,
+    },
+    /// The names of the secrets set.
+    List,
+    /// Remove secret NAME.
+    Remove {
+        /// The secret's name.
+        name: String,
     },
 }
 
@@ -343,6 +365,49 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
         }
         Command::Msg { command } => msg::run(socket, command).await,
         Command::Clients { command } => clients::run(socket, command).await,
+        Command::Secret { command } => {
+            let (path, input) = match command {
+                SecretCommand::Set { name } => {
+                    let value = match read_secret(&name) {
+                        Ok(value) => value,
+                        Err(err) => {
+                            eprintln!("error: {err}");
+                            return ExitCode::from(2);
+                        }
+                    };
+                    (
+                        "/node/vault/secret-set",
+                        zeroize::Zeroizing::new(
+                            serde_json::json!({ "name": name, "value": value.as_str() })
+                                .to_string(),
+                        ),
+                    )
+                }
+                SecretCommand::List => (
+                    "/node/vault/secrets",
+                    zeroize::Zeroizing::new("{}".to_owned()),
+                ),
+                SecretCommand::Remove { name } => (
+                    "/node/vault/secret-remove",
+                    zeroize::Zeroizing::new(serde_json::json!({ "name": name }).to_string()),
+                ),
+            };
+            with_client(socket, false, async |client| {
+                let response = client
+                    .call_raw(path, &input, CallOptions::default())
+                    .await?;
+                match response.output {
+                    serde_json::Value::Array(names) => {
+                        for name in names {
+                            println!("{}", name.as_str().unwrap_or_default());
+                        }
+                    }
+                    other => println!("{}: done", other["name"].as_str().unwrap_or_default()),
+                }
+                Ok(())
+            })
+            .await
+        }
         Command::Mcp => {
             let Some(socket) = socket else {
                 eprintln!("error: no socket given; pass --socket or set HEARTH_SOCKET");
@@ -427,6 +492,24 @@ fn cli_socket_given() -> bool {
 
 fn socket_override(socket: &Option<PathBuf>, given: &bool) -> Option<PathBuf> {
     if *given { socket.clone() } else { None }
+}
+
+/// A secret's value: asked for on a terminal, else all of stdin (one
+/// trailing newline dropped).
+fn read_secret(name: &str) -> std::io::Result<zeroize::Zeroizing<String>> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(format!("value of secret `{name}`: "))
+            .map(zeroize::Zeroizing::new);
+    }
+    let mut value = zeroize::Zeroizing::new(std::io::read_to_string(std::io::stdin())?);
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    Ok(value)
 }
 
 fn read_input(input: Option<String>) -> std::io::Result<String> {

@@ -61,6 +61,8 @@ pub struct PluginSource {
     pub origin: String,
     /// Its own configuration (`[plugins.<name>.config]`), flattened.
     pub config: crate::call::PluginConfig,
+    /// Keys of it that name a secret, with the secret's name.
+    pub secret_refs: crate::call::PluginConfig,
 }
 
 /// Warm instances kept for a plugin whose manifest asks for reuse and

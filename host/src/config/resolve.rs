@@ -546,8 +546,18 @@ fn plugin(
         max_output_bytes: limits.max_output_bytes as usize,
     };
     let mut config = crate::call::PluginConfig::new();
+    let mut secret_refs = crate::call::PluginConfig::new();
     for (key, value) in &entry.config {
-        flatten_config(file, name, key, value, &mut config)?;
+        flatten_config(file, name, key, value, &mut config, &mut secret_refs)?;
+    }
+    for (key, secret) in &secret_refs {
+        if !entry.grants.secrets.contains(secret) {
+            return Err(file.invalid(
+                format!("plugins.{name}.config.{key}"),
+                format!("refers to secret `{secret}`, which this plugin is not granted"),
+                format!("add `grants.secrets = [\"{secret}\"]` to [plugins.{name}]"),
+            ));
+        }
     }
     Ok(PluginSource {
         name: name.to_owned(),
@@ -557,6 +567,7 @@ fn plugin(
         settings,
         origin,
         config,
+        secret_refs,
     })
 }
 
@@ -568,17 +579,24 @@ fn flatten_config(
     key: &str,
     value: &toml::Value,
     out: &mut crate::call::PluginConfig,
+    secrets: &mut crate::call::PluginConfig,
 ) -> Result<(), ConfigError> {
     if let toml::Value::Table(table) = value {
-        if table.len() == 1 && table.contains_key("secret") {
-            return Err(file.invalid(
-                format!("plugins.{name}.config.{key}"),
-                "refers to a secret, and this host keeps no secrets yet",
-                "put the value here for now, or leave the key out",
-            ));
+        // `{ secret = "github" }`: the value is that secret, opened at
+        // call time; only its name is kept here.
+        if let (1, Some(secret)) = (table.len(), table.get("secret")) {
+            let Some(secret) = secret.as_str().filter(|s| is_valid_segment(s)) else {
+                return Err(file.invalid(
+                    format!("plugins.{name}.config.{key}.secret"),
+                    "is not a secret's name",
+                    "write `{ secret = \"github\" }` with the name `host secret set` used",
+                ));
+            };
+            secrets.insert(key.to_owned(), secret.to_owned());
+            return Ok(());
         }
         for (inner, v) in table {
-            flatten_config(file, name, &format!("{key}.{inner}"), v, out)?;
+            flatten_config(file, name, &format!("{key}.{inner}"), v, out, secrets)?;
         }
     }
     let text = match value {

@@ -136,7 +136,7 @@ impl Node {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        let kv = KvStore::open(&config.data_dir.join("node.db"))?;
+        let kv = Arc::new(KvStore::open(&config.data_dir.join("node.db"))?);
         let vault = Arc::new(Vault::open(config.vault_file())?);
         let runtime = Runtime::new(
             config.cache_dir.clone(),
@@ -180,8 +180,12 @@ impl Node {
             let mut resources = Resources::default();
             let env: Weak<dyn DynOperationEnv> = this.clone();
             resources.insert(crate::capabilities::env::handle(env));
-            resources.insert(Arc::new(kv));
+            resources.insert(kv.clone());
             resources.insert(vault.clone());
+            resources.insert(Arc::new(crate::capabilities::config::SecretStore::new(
+                kv.clone(),
+                vault.clone(),
+            )));
             resources.insert(Arc::new(DockerEngine::new(
                 config.docker_socket.clone(),
                 &config.name,

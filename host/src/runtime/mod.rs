@@ -87,6 +87,8 @@ pub struct LoadedPlugin {
     pub origin: String,
     /// Its own configuration.
     pub config: Arc<PluginConfig>,
+    /// Configuration keys that are secrets, by secret name.
+    pub secret_refs: Arc<PluginConfig>,
     pre: PluginPre<CallState>,
     warm: Option<WarmPool>,
 }
@@ -133,6 +135,7 @@ impl Runtime {
         let component_bytes: &[u8] = &source.component;
         let origin = source.origin.clone();
         let config = Arc::new(source.config.clone());
+        let secret_refs = Arc::new(source.secret_refs.clone());
         let fail = |message: String| RuntimeError::Plugin {
             plugin: name.to_owned(),
             message,
@@ -157,6 +160,7 @@ impl Runtime {
             plugin: Arc::from(name),
             grants: Arc::new(GrantSet::default()),
             config: config.clone(),
+            secret_refs: secret_refs.clone(),
             ctx: CallContext::internal(Instant::now() + SPECS_DEADLINE),
         };
         let mut store = self.store(&settings, caller, None);
@@ -204,6 +208,7 @@ impl Runtime {
             cache,
             origin,
             config,
+            secret_refs,
             pre,
             warm,
         })
@@ -249,6 +254,7 @@ impl Runtime {
             plugin: Arc::from(plugin.name.as_str()),
             grants: plugin.grants.clone(),
             config: plugin.config.clone(),
+            secret_refs: plugin.secret_refs.clone(),
             ctx,
         };
         let run = async {

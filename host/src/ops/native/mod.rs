@@ -190,6 +190,9 @@ impl NativeTable {
             entry::<vault::Status>(),
             entry::<vault::Unlock>(),
             entry::<vault::Lock>(),
+            entry::<vault::SecretSet>(),
+            entry::<vault::SecretList>(),
+            entry::<vault::SecretRemove>(),
             entry::<msg::Send>(),
             entry::<msg::Post>(),
             entry::<msg::InboxList>(),
@@ -264,7 +267,7 @@ mod tests {
     #[test]
     fn every_native_operation_has_a_valid_spec() {
         let table = NativeTable::new();
-        assert_eq!(table.entries.len(), 31);
+        assert_eq!(table.entries.len(), 34);
         let index = |path: &str| {
             table
                 .specs()

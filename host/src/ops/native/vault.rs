@@ -1,4 +1,5 @@
-//! `/node/vault/*`: the vault's state, and unlocking and locking it.
+//! `/node/vault/*`: the vault's state, unlocking and locking it, and the
+//! secrets it keeps for plugins.
 
 use hearth_registry::{CallError, ErrorCode, OpKind};
 use schemars::JsonSchema;
@@ -7,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::host::IdentityInfo;
 use super::{Empty, NativeOp};
 use crate::call::CallContext;
+use crate::capabilities::config::SecretStore;
 use crate::capabilities::vault::to_call_error;
 use crate::ops::Node;
 use crate::vault::{Unlocked, VaultState};
@@ -114,5 +116,94 @@ impl NativeOp for Lock {
     async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<VaultStatusInfo, CallError> {
         node.vault().lock().map_err(to_call_error)?;
         Ok(status(node))
+    }
+}
+
+fn secrets(node: &Node) -> Result<std::sync::Arc<SecretStore>, CallError> {
+    node.resources()
+        .get::<SecretStore>()
+        .ok_or_else(|| CallError::new(ErrorCode::Unavailable, "this node keeps no secrets"))
+}
+
+/// A secret to set.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSetInput {
+    /// Its name, as `grants.secrets` and `{ secret = "…" }` use it.
+    pub name: String,
+    /// Its value. Never logged or echoed in errors.
+    pub value: String,
+}
+
+/// A secret's name.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretName {
+    /// The name.
+    pub name: String,
+}
+
+/// `/node/vault/secret-set`.
+pub struct SecretSet;
+
+impl NativeOp for SecretSet {
+    type Input = SecretSetInput;
+    type Output = SecretName;
+    const NAMESPACE: &'static str = "vault";
+    const NAME: &'static str = "secret-set";
+    const KIND: OpKind = OpKind::Mutation;
+    const DESCRIPTION: &'static str = "Set a secret, stored encrypted by the vault, for plugins granted it (`grants.secrets`) to read through their configuration.";
+    const SCOPES: &'static [&'static str] = &["vault:admin"];
+    const SECRET_INPUT: bool = true;
+
+    async fn run(
+        node: &Node,
+        _: &CallContext,
+        input: SecretSetInput,
+    ) -> Result<SecretName, CallError> {
+        let value = zeroize::Zeroizing::new(input.value);
+        secrets(node)?.set(&input.name, &value).await?;
+        tracing::info!(secret = %input.name, "secret set");
+        Ok(SecretName { name: input.name })
+    }
+}
+
+/// `/node/vault/secrets`.
+pub struct SecretList;
+
+impl NativeOp for SecretList {
+    type Input = Empty;
+    type Output = Vec<String>;
+    const NAMESPACE: &'static str = "vault";
+    const NAME: &'static str = "secrets";
+    const DESCRIPTION: &'static str = "The names of the secrets set (never their values).";
+    const SCOPES: &'static [&'static str] = &["vault:admin"];
+
+    async fn run(node: &Node, _: &CallContext, _: Empty) -> Result<Vec<String>, CallError> {
+        secrets(node)?.names().await
+    }
+}
+
+/// `/node/vault/secret-remove`.
+pub struct SecretRemove;
+
+impl NativeOp for SecretRemove {
+    type Input = SecretName;
+    type Output = SecretName;
+    const NAMESPACE: &'static str = "vault";
+    const NAME: &'static str = "secret-remove";
+    const KIND: OpKind = OpKind::Mutation;
+    const DESCRIPTION: &'static str = "Remove a secret.";
+    const SCOPES: &'static [&'static str] = &["vault:admin"];
+
+    async fn run(node: &Node, _: &CallContext, input: SecretName) -> Result<SecretName, CallError> {
+        if !secrets(node)?.remove(&input.name).await? {
+            return Err(CallError::new(
+                ErrorCode::NotFound,
+                format!("no secret `{}` is set", input.name),
+            ));
+        }
+        tracing::info!(secret = %input.name, "secret removed");
+        Ok(input)
     }
 }

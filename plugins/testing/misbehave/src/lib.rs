@@ -162,7 +162,7 @@ struct ConfigSeen {
 
 fn config(_cx: &Context, input: ConfigQuery) -> Result<ConfigSeen, CallError> {
     Ok(ConfigSeen {
-        value: hearth_sdk::config::get(&input.key),
+        value: hearth_sdk::config::get(&input.key)?,
         all: hearth_sdk::config::all(),
     })
 }
