@@ -120,8 +120,47 @@ fn parse_schema(op: &str, which: &'static str, text: &str) -> Result<serde_json:
     };
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    if which == "input" && value.get("type") != Some(&serde_json::json!("object")) {
+        return Err(bad(
+            "its root is not an object (`\"type\": \"object\"`): an operation's input is a JSON object, so clients and agents can name its fields".to_owned(),
+        ));
+    }
+    if let Some(reference) = dangling_ref(&value) {
+        return Err(bad(format!(
+            "`$ref` `{reference}` points at nothing inside the schema: keep every definition under `$defs` and refer to it as `#/$defs/Name`"
+        )));
+    }
     jsonschema::validator_for(&value).map_err(|e| bad(e.to_string()))?;
     Ok(value)
+}
+
+/// The first `$ref` in `schema` that does not resolve inside it (a
+/// reference to another document counts as dangling: a spec stands alone).
+fn dangling_ref(schema: &serde_json::Value) -> Option<String> {
+    fn walk<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v) {
+                        ("$ref", serde_json::Value::String(r)) => out.push(r),
+                        // Under `enum`, `const` and `examples` a `$ref` is data.
+                        ("enum" | "const" | "examples" | "default", _) => {}
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut refs = Vec::new();
+    walk(schema, &mut refs);
+    refs.into_iter()
+        .find(|r| match r.strip_prefix('#') {
+            Some(pointer) => schema.pointer(pointer).is_none(),
+            None => true,
+        })
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -157,7 +196,7 @@ mod tests {
             )
         };
         assert!(matches!(
-            build("Ping", "{}", "a"),
+            build("Ping", r#"{"type":"object"}"#, "a"),
             Err(SpecError::BadName(_))
         ));
         assert!(matches!(
@@ -169,8 +208,31 @@ mod tests {
             Err(SpecError::BadSchema { .. })
         ));
         assert!(matches!(
-            build("ping", "{}", "a b"),
+            build("ping", r#"{"type":"object"}"#, "a b"),
             Err(SpecError::BadScope { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_inputs_that_are_not_objects_and_dangling_references() {
+        let input = |schema: &str| {
+            OperationSpec::from_parts("echo", "ping", OpKind::Query, "", schema, "true", vec![])
+        };
+        let reason = |schema: &str| match input(schema) {
+            Err(SpecError::BadSchema { reason, which, .. }) => format!("{which}: {reason}"),
+            other => panic!("{other:?}"),
+        };
+        assert!(reason(r#"{"type":"string"}"#).contains("not an object"));
+        assert!(reason("true").contains("not an object"));
+        let dangling =
+            reason(r##"{"type":"object","properties":{"a":{"$ref":"#/$defs/Missing"}}}"##);
+        assert!(dangling.contains("#/$defs/Missing"), "{dangling}");
+        let outside =
+            reason(r#"{"type":"object","properties":{"a":{"$ref":"https://example.com/s.json"}}}"#);
+        assert!(outside.contains("points at nothing"), "{outside}");
+        assert!(
+            input(r##"{"type":"object","$defs":{"A":{"type":"string"}},"properties":{"a":{"$ref":"#/$defs/A"}}}"##)
+                .is_ok()
+        );
     }
 }
