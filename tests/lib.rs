@@ -492,3 +492,45 @@ pub fn require_npm(name: &str, packages: &[&str]) -> PathBuf {
     std::fs::write(&stamp, "").expect("stamp");
     dir
 }
+
+/// Where a node's HTTP gateway listens and its operator token, from the
+/// `gateway:` line of its banner.
+pub struct GatewayInfo {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The operator's bearer token.
+    pub token: String,
+    /// The file holding it.
+    pub token_file: PathBuf,
+}
+
+impl TestNode {
+    /// The gateway this node's banner announced; panics when it is off.
+    pub fn gateway(&self) -> GatewayInfo {
+        let line = self
+            .banner
+            .lines()
+            .find_map(|l| l.strip_prefix("gateway: "))
+            .expect("the banner names the gateway");
+        let base = line
+            .split_whitespace()
+            .next()
+            .expect("an address")
+            .to_owned();
+        let token_file = PathBuf::from(
+            line.split("bearer token in ")
+                .nth(1)
+                .expect("the token file")
+                .trim_end_matches(')'),
+        );
+        let token = std::fs::read_to_string(&token_file)
+            .expect("the token file is readable")
+            .trim()
+            .to_owned();
+        GatewayInfo {
+            base,
+            token,
+            token_file,
+        }
+    }
+}

@@ -495,13 +495,7 @@ fn an_http_client_proves_its_key_for_a_session_and_is_held_to_its_scopes() {
     let node = TestNode::start_with_stack(
         "[node]\nname = \"web\"\n[gateway]\nenabled = true\nlisten = \"127.0.0.1:0\"\n[plugins.echo]\ngrants.kv = true\n",
     );
-    let base = node
-        .banner
-        .lines()
-        .find_map(|l| l.strip_prefix("gateway: "))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("the banner names the gateway")
-        .to_owned();
+    let base = node.gateway().base;
     let script = r#"
 import sys, requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

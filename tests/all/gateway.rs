@@ -17,23 +17,12 @@ fn start(extra: &str) -> Gw {
     let node = TestNode::start_with_stack(&format!(
         "[node]\nname = \"gw\"\n[gateway]\nenabled = true\nlisten = \"127.0.0.1:0\"\n{extra}\n[plugins.echo]\n[broker]\nenabled = true\n"
     ));
-    let line = node
-        .banner
-        .lines()
-        .find_map(|l| l.strip_prefix("gateway: "))
-        .expect("the banner names the gateway")
-        .to_owned();
-    let base = line.split_whitespace().next().unwrap().to_owned();
-    let token_file = line
-        .split("bearer token in ")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(')');
-    let token = std::fs::read_to_string(token_file)
-        .unwrap()
-        .trim()
-        .to_owned();
-    let mode = std::fs::metadata(token_file).unwrap();
+    let hearth_tests::GatewayInfo {
+        base,
+        token,
+        token_file,
+    } = node.gateway();
+    let mode = std::fs::metadata(&token_file).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o600

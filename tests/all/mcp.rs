@@ -29,22 +29,7 @@ fn fleet() -> (TestNode, TestNode, String, String) {
     let w1 = w1.start("", &w1_rest);
     let head = head.start("", &head_rest);
     wait_for_state(&head, "worker-1", "connected");
-    let line = head
-        .banner
-        .lines()
-        .find_map(|l| l.strip_prefix("gateway: "))
-        .expect("the banner names the gateway")
-        .to_owned();
-    let base = line.split_whitespace().next().unwrap().to_owned();
-    let token_file = line
-        .split("bearer token in ")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(')');
-    let token = std::fs::read_to_string(token_file)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let hearth_tests::GatewayInfo { base, token, .. } = head.gateway();
     (head, w1, base, token)
 }
 
@@ -288,22 +273,7 @@ fn mcp_over_http_refuses_wrong_origins_sessions_versions_and_tokens() {
     let node = TestNode::start_with_stack(
         "[node]\nname = \"m\"\n[gateway]\nenabled = true\nlisten = \"127.0.0.1:0\"\n[plugins.echo]\n",
     );
-    let line = node
-        .banner
-        .lines()
-        .find_map(|l| l.strip_prefix("gateway: "))
-        .unwrap()
-        .to_owned();
-    let base = line.split_whitespace().next().unwrap().to_owned();
-    let token_file = line
-        .split("bearer token in ")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(')');
-    let token = std::fs::read_to_string(token_file)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let hearth_tests::GatewayInfo { base, token, .. } = node.gateway();
     let url = format!("{base}/mcp");
     let auth = format!("Authorization: Bearer {token}");
     let post = |extra: &[&str], body: &str| -> (u16, String, String) {
@@ -558,22 +528,7 @@ fn the_conformance_suite_passes_but_for_its_baseline() {
     let node = TestNode::start_with_stack(&format!(
         "[node]\nname = \"conf\"\n[gateway]\nenabled = true\nlisten = \"127.0.0.1:0\"\nallowed_origins = [\"http://localhost:{proxy_port}\", \"http://127.0.0.1:{proxy_port}\"]\n[plugins.echo]\n"
     ));
-    let line = node
-        .banner
-        .lines()
-        .find_map(|l| l.strip_prefix("gateway: "))
-        .unwrap()
-        .to_owned();
-    let base = line.split_whitespace().next().unwrap().to_owned();
-    let token_file = line
-        .split("bearer token in ")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(')');
-    let token = std::fs::read_to_string(token_file)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let hearth_tests::GatewayInfo { base, token, .. } = node.gateway();
     std::fs::write(dir.join("auth-proxy.mjs"), AUTH_PROXY).unwrap();
     let node22 = dir.join("node_modules/node/bin/node");
     let mut proxy = Reap(

@@ -13,13 +13,12 @@
 //! that opened it.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -286,25 +285,6 @@ fn unknown_session(named: bool) -> Response<Body> {
     }
 }
 
-fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|bytes| (Ok::<_, Infallible>(Frame::data(bytes)), rx))
-    });
-    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    response
-}
-
 fn sse_message(value: &Value) -> Bytes {
     Bytes::from(format!("event: message\ndata: {value}\n\n"))
 }
@@ -335,7 +315,7 @@ fn request_stream(engine: Arc<Engine<NodeBackend>>, message: Value) -> Response<
             let _ = tx.send(sse_message(&answer)).await;
         }
     });
-    sse_response(rx)
+    super::event_stream(rx)
 }
 
 /// The session's own stream: server notifications, with keep-alives. When
@@ -360,5 +340,5 @@ fn server_stream(session: Arc<Session>, mut notes: mpsc::Receiver<Value>) -> Res
         }
         *session.server.lock().await = Some(notes);
     });
-    sse_response(rx)
+    super::event_stream(rx)
 }

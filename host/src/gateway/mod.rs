@@ -714,6 +714,12 @@ fn sse<E: OperationEnv>(node: Arc<E>, call: CallRequest, ids_from_payload: bool)
         };
         let _ = tx.send(Bytes::from(last)).await;
     });
+    event_stream(rx)
+}
+
+/// A `text/event-stream` response whose body is what arrives on `rx`,
+/// until every sender is gone.
+fn event_stream(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await

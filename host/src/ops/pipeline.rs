@@ -109,7 +109,7 @@ impl Node {
     async fn run_uncounted(&self, request: CallRequest) -> Result<ResponseEnvelope, CallError> {
         // Calls from outside count for draining; a plugin's nested call
         // runs inside one of them.
-        let mut in_flight = match request.origin {
+        let in_flight = match request.origin {
             Origin::Plugin(_) | Origin::Node(_) | Origin::Message(_) => None,
             Origin::Client(_) | Origin::Peer(_) => Some(self.admit()?),
         };
@@ -119,19 +119,7 @@ impl Node {
         };
         match target {
             Target::Remote { peer, path } => self.run_remote(request, peer, path).await,
-            Target::Local(path) => {
-                // A subscription streams until its caller goes: it has no
-                // work to finish, so a drain does not wait for it.
-                if self
-                    .routes
-                    .lookup(&path)
-                    .is_ok_and(|route| route.spec.kind == OpKind::Subscription)
-                {
-                    in_flight = None;
-                }
-                let _in_flight = in_flight;
-                self.run_local(request, path).await
-            }
+            Target::Local(path) => self.run_local(request, path, in_flight).await,
         }
     }
 
@@ -177,6 +165,7 @@ impl Node {
         &self,
         request: CallRequest,
         path: OperationPath,
+        in_flight: Option<super::InFlight<'_>>,
     ) -> Result<ResponseEnvelope, CallError> {
         // A handler run's narrow scope, when that alone admits the call.
         let mut narrowed = None;
@@ -221,6 +210,9 @@ impl Node {
         if matches!(request.origin, Origin::Client(_) | Origin::Peer(_)) {
             crate::access::check_scopes(&request.identity, &route.spec.scopes, &path)?;
         }
+        // A subscription streams until its caller goes: it has no work to
+        // finish, so a drain does not wait for it.
+        let _in_flight = in_flight.filter(|_| route.spec.kind != OpKind::Subscription);
         let (mut ctx, input) = self.context(&route, request, path);
         if narrowed.is_some() {
             ctx.message = narrowed;

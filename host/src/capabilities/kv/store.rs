@@ -189,6 +189,7 @@ impl KvStore {
     ) -> Result<Vec<String>, CallError> {
         let plugin = plugin.to_owned();
         self.with_conn(move |c| {
+            // `substr` rather than LIKE so `%` and `_` in a prefix are literal.
             let mut stmt = c.prepare_cached(
                 "SELECT key FROM kv WHERE plugin = ?1 AND substr(key, 1, length(?2)) = ?2
                  ORDER BY key LIMIT ?3",
@@ -206,18 +207,8 @@ impl KvStore {
         prefix: String,
         limit: u32,
     ) -> Result<Vec<String>, CallError> {
-        let plugin = plugin.to_owned();
-        let limit = limit.min(MAX_LIST);
-        self.with_conn(move |c| {
-            // `substr` rather than LIKE so `%` and `_` in a prefix are literal.
-            let mut stmt = c.prepare_cached(
-                "SELECT key FROM kv WHERE plugin = ?1 AND substr(key, 1, length(?2)) = ?2
-                 ORDER BY key LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![plugin, prefix, limit], |row| row.get(0))?;
-            rows.collect()
-        })
-        .await
+        self.list_unbounded(plugin, prefix, limit.min(MAX_LIST))
+            .await
     }
 }
 
