@@ -12,7 +12,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const WASM_TARGET: &str = "wasm32-wasip2";
+#[path = "src/cli/wasm_target.rs"]
+mod wasm_target;
+
+use wasm_target::WASM_TARGET;
 
 /// Variables of the outer build that must not leak into the nested one:
 /// host-only flags, the outer target dir, wrappers meant for the host crates.
@@ -63,7 +66,8 @@ fn run() -> Result<(), String> {
         }
     }
 
-    ensure_wasm_target()?;
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    wasm_target::ensure(&rustc, |what| println!("cargo::warning={what}"))?;
     let target_dir = plugin_target_dir(&plugins_dir);
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = Command::new(cargo);
@@ -160,31 +164,4 @@ fn plugin_target_dir(plugins_dir: &Path) -> PathBuf {
         return PathBuf::from(dir).join("hearth-plugins");
     }
     plugins_dir.join("target")
-}
-
-/// Installs the wasm target with rustup when it is missing.
-fn ensure_wasm_target() -> Result<(), String> {
-    let sysroot = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
-        .args(["--print", "sysroot"])
-        .output()
-        .map_err(|e| format!("cannot run rustc: {e}"))?;
-    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
-    let installed = Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(WASM_TARGET)
-        .is_dir();
-    if installed {
-        return Ok(());
-    }
-    println!("cargo::warning=installing the {WASM_TARGET} target with rustup");
-    let status = Command::new("rustup")
-        .args(["target", "add", WASM_TARGET])
-        .status()
-        .map_err(|e| format!("{WASM_TARGET} is missing and rustup cannot be run: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "`rustup target add {WASM_TARGET}` failed ({status})"
-        ));
-    }
-    Ok(())
 }

@@ -333,17 +333,128 @@ impl CliOutput {
 /// workspace, never bundled) into `dir/misbehave` and returns that
 /// directory, ready for `path = ...` in a stack file.
 pub fn misbehave_plugin_dir(dir: &Path) -> PathBuf {
-    let target = dir.join("misbehave");
+    test_plugin_dir(dir, "misbehave")
+}
+
+/// Copies test-only plugin `name` (from `plugins/testing/`, built with the
+/// plugins workspace, never bundled) into `dir/name` and returns that
+/// directory, ready for `path = ...` in a stack file.
+pub fn test_plugin_dir(dir: &Path, name: &str) -> PathBuf {
+    let target = dir.join(name);
     std::fs::create_dir_all(&target).expect("create plugin dir");
     std::fs::copy(
-        repo_root().join("plugins/testing/misbehave/plugin.toml"),
+        repo_root().join(format!("plugins/testing/{name}/plugin.toml")),
         target.join("plugin.toml"),
     )
     .expect("copy plugin.toml");
-    let wasm = Path::new(hearth_host::config::BUILT_PLUGINS_DIR).join("misbehave.wasm");
-    std::fs::copy(&wasm, target.join("misbehave.wasm"))
+    let wasm = Path::new(hearth_host::config::BUILT_PLUGINS_DIR).join(format!("{name}.wasm"));
+    std::fs::copy(&wasm, target.join(format!("{name}.wasm")))
         .unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
     target
+}
+
+/// What [`HttpServer`] answers one request with.
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Body (sent as `application/json`).
+    pub body: String,
+    /// How long to wait before answering.
+    pub delay: std::time::Duration,
+}
+
+impl HttpReply {
+    /// `200` with `body`, at once.
+    pub fn ok(body: impl Into<String>) -> HttpReply {
+        HttpReply {
+            status: 200,
+            body: body.into(),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+}
+
+type Route = dyn Fn(&str, &str, &str) -> HttpReply + Send + Sync;
+
+/// A real HTTP/1.1 server on 127.0.0.1 for tests: one thread per
+/// connection, answering every request with `route(method, path, body)`
+/// and recording `"METHOD /path"` of each.
+pub struct HttpServer {
+    /// The port it listens on.
+    pub port: u16,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HttpServer {
+    /// Starts serving on a free port; it lives as long as the test process.
+    pub fn start(
+        route: impl Fn(&str, &str, &str) -> HttpReply + Send + Sync + 'static,
+    ) -> HttpServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind test HTTP server");
+        let port = listener.local_addr().expect("local addr").port();
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let route: std::sync::Arc<Route> = std::sync::Arc::new(route);
+        let seen = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let route = route.clone();
+                let seen = seen.clone();
+                std::thread::spawn(move || serve_one(stream, &*route, &seen));
+            }
+        });
+        HttpServer { port, hits }
+    }
+
+    /// `http://127.0.0.1:{port}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `"METHOD /path"` of every request so far.
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+fn serve_one(mut stream: std::net::TcpStream, route: &Route, seen: &std::sync::Mutex<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let Ok(clone) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(clone);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let path = parts.next().unwrap_or("").to_owned();
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    let _ = reader.read_exact(&mut body);
+    if let Ok(mut hits) = seen.lock() {
+        hits.push(format!("{method} {path}"));
+    }
+    let reply = route(&method, &path, &String::from_utf8_lossy(&body));
+    std::thread::sleep(reply.delay);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+        reply.status,
+        reply.body.len(),
+        reply.body
+    );
 }
 
 /// Resident memory of process `pid`, in KiB.

@@ -112,6 +112,9 @@ pub struct GrantSet {
     /// Secrets (`host secret set NAME`) its configuration may refer to.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Origins it may send HTTP requests to (`wasi:http`); none when empty.
+    #[serde(default)]
+    pub http: Vec<crate::HttpOrigin>,
 }
 
 /// Which inbox messages a plugin's handler receives.
@@ -322,6 +325,26 @@ impl GrantSet {
         format!(
             "add `grants.docker = {{ images = [...], host_ports = \"low-high\" }}` to [plugins.{plugin}] in stack.toml"
         )
+    }
+
+    /// Same for outbound HTTP to `origin` (`https://api.example.com`).
+    pub fn http_grant_hint(plugin: &str, origin: &str) -> String {
+        format!("add \"{origin}\" to `grants.http` of [plugins.{plugin}] in stack.toml")
+    }
+
+    /// The grant that allows a request to `scheme://host:port`, if any.
+    pub fn http_grant_for(
+        &self,
+        scheme: crate::Scheme,
+        host: &str,
+        port: u16,
+    ) -> Option<&crate::HttpOrigin> {
+        // An exact grant wins over a wildcard, so the private-address rule
+        // sees the most specific grant the operator wrote.
+        self.http
+            .iter()
+            .filter(|o| o.allows(scheme, host, port))
+            .max_by_key(|o| o.names_host_exactly())
     }
 
     /// Same for the key-value store.

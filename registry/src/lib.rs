@@ -26,6 +26,7 @@
 
 mod call;
 mod grants;
+mod http_grant;
 mod manifest;
 mod path;
 mod routing;
@@ -37,6 +38,7 @@ pub use grants::{
     DockerGrant, GrantSet, MessagesGrant, PathPattern, PatternError, PortRange, VaultPrefix,
     VaultPrefixError,
 };
+pub use http_grant::{HttpOrigin, HttpOriginError, Scheme, is_internal_address};
 pub use manifest::{
     ManifestError, MessagesRequest, PluginManifest, RequestedCapabilities, RuntimePreferences,
 };

@@ -1,8 +1,11 @@
 //! A plugin's `plugin.toml`: who it is and what it asks for.
 //!
-//! The manifest *requests*; `stack.toml` *grants*. The host loads a plugin
-//! only when its exported specs match the operations the manifest lists, so
-//! an operator can review what a plugin offers without running it.
+//! The manifest *requests*; `stack.toml` *grants*. Operations come from the
+//! component itself (`handler.specs`); a manifest may still list them
+//! (`operations = [...]`), and the host then loads the plugin only when its
+//! exports match, so an operator can review what it offers without running
+//! it. A plugin whose operations depend on its configuration says
+//! `dynamic = true` and lists none.
 
 use std::collections::BTreeSet;
 
@@ -27,9 +30,14 @@ pub struct PluginManifest {
     /// Namespace its operations live under; defaults to `name`.
     #[serde(default)]
     pub namespace: Option<String>,
-    /// Names of the operations it exports.
+    /// Names of the operations it exports, when the manifest pins them;
+    /// empty means "whatever the component lists".
     #[serde(default)]
     pub operations: Vec<String>,
+    /// Its operations are discovered at load, from its configuration (and
+    /// granted HTTP), and may change while it runs.
+    #[serde(default)]
+    pub dynamic: bool,
     /// Capabilities it asks the operator for.
     #[serde(default)]
     pub capabilities: RequestedCapabilities,
@@ -65,6 +73,9 @@ pub struct RequestedCapabilities {
     /// Wants the Docker engine (the operator sets the policy).
     #[serde(default)]
     pub docker: bool,
+    /// Wants to send HTTP requests (the operator names the origins).
+    #[serde(default)]
+    pub http: bool,
     /// Handles inbox messages with one of its operations.
     #[serde(default)]
     pub messages: Option<MessagesRequest>,
@@ -118,6 +129,11 @@ pub enum ManifestError {
         "`operations`: operation `{0}` is invalid or listed twice; list each once, in lowercase letters, digits, `-` and `_`"
     )]
     BadOperation(String),
+    /// A dynamic plugin cannot pin its operations.
+    #[error(
+        "`operations`: a plugin with `dynamic = true` discovers its operations at load; remove the list"
+    )]
+    DynamicWithOperations,
     /// The exported specs differ from the manifest's list.
     #[error(
         "plugin `{plugin}` exports operations {exported:?} but its plugin.toml lists {listed:?}; make them agree"
@@ -185,6 +201,9 @@ impl PluginManifest {
                 value: ns.clone(),
             });
         }
+        if manifest.dynamic && !manifest.operations.is_empty() {
+            return Err(ManifestError::DynamicWithOperations);
+        }
         let mut seen = BTreeSet::new();
         for op in &manifest.operations {
             if !is_valid_segment(op) || !seen.insert(op.as_str()) {
@@ -199,11 +218,15 @@ impl PluginManifest {
         self.namespace.as_deref().unwrap_or(&self.name)
     }
 
-    /// Checks that the component exports exactly the listed operations.
+    /// Checks that the component exports exactly the listed operations,
+    /// when the manifest lists them.
     pub fn check_exports<'a>(
         &self,
         exported: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), ManifestError> {
+        if self.operations.is_empty() {
+            return Ok(());
+        }
         let exported: BTreeSet<&str> = exported.into_iter().collect();
         let listed: BTreeSet<&str> = self.operations.iter().map(String::as_str).collect();
         if exported != listed {
@@ -236,6 +259,11 @@ mod tests {
         assert!(m.capabilities.kv);
         m.check_exports(["put", "ping"]).unwrap();
         assert!(m.check_exports(["ping"]).is_err());
+        let unlisted = PluginManifest::parse("name='a'\nversion='1'").unwrap();
+        unlisted.check_exports(["anything"]).unwrap();
+        assert!(
+            PluginManifest::parse("name='a'\nversion='1'\ndynamic=true\noperations=['x']").is_err()
+        );
     }
 
     #[test]

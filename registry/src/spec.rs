@@ -43,6 +43,9 @@ pub struct OperationSpec {
     pub output_schema: serde_json::Value,
     /// Scopes an outside caller must hold.
     pub scopes: Vec<String>,
+    /// For a subscription: JSON Schema of each event it streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_schema: Option<serde_json::Value>,
 }
 
 /// Why a spec offered by a plugin was refused.
@@ -108,7 +111,26 @@ impl OperationSpec {
             input_schema,
             output_schema,
             scopes,
+            event_schema: None,
         })
+    }
+
+    /// Adds the schema of the events a subscription streams; refused for
+    /// a query or mutation, and checked like the other schemas.
+    pub fn with_event_schema(mut self, schema: Option<&str>) -> Result<Self, SpecError> {
+        let Some(text) = schema else {
+            return Ok(self);
+        };
+        let name = self.path.name().to_owned();
+        if self.kind != OpKind::Subscription {
+            return Err(SpecError::BadSchema {
+                op: name,
+                which: "event",
+                reason: "only a subscription streams events; drop the event schema or make the operation a subscription".to_owned(),
+            });
+        }
+        self.event_schema = Some(parse_schema(&name, "event", text)?);
+        Ok(self)
     }
 }
 

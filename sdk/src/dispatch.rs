@@ -15,6 +15,46 @@ use crate::{CallError, Context};
 pub trait Plugin: 'static {
     /// Registers every operation, one line each.
     fn operations(ops: &mut Operations);
+
+    /// For a plugin whose `plugin.toml` says `dynamic = true`: the
+    /// operations found from its configuration (and granted HTTP), beside
+    /// those [`Plugin::operations`] registers. The host asks at load and
+    /// after [`discovery::operations_changed`](crate::discovery::operations_changed);
+    /// an error refuses the load with its message.
+    fn discover() -> Result<Vec<DynamicOp>, CallError> {
+        Ok(Vec::new())
+    }
+
+    /// Runs operation `op`, one [`Plugin::discover`] listed, with its input.
+    fn call_dynamic(
+        cx: &Context,
+        op: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, CallError> {
+        let _ = (cx, input);
+        Err(CallError::not_found(format!(
+            "this plugin has no operation `{op}`"
+        )))
+    }
+}
+
+/// An operation known only at run time, with its schemas as JSON values.
+#[derive(Debug, Clone)]
+pub struct DynamicOp {
+    /// Last path segment: lowercase letters, digits, `-` and `_`.
+    pub name: String,
+    /// Query, mutation or subscription.
+    pub kind: OpKind,
+    /// One or two sentences.
+    pub description: String,
+    /// JSON Schema of the input; its root is an object.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of the output.
+    pub output_schema: serde_json::Value,
+    /// Scopes an outside caller must hold.
+    pub scopes: Vec<String>,
+    /// For a subscription: JSON Schema of its events.
+    pub event_schema: Option<serde_json::Value>,
 }
 
 type Handler = Box<dyn Fn(&Context, &str) -> Result<String, CallError>>;
@@ -28,6 +68,7 @@ pub struct Operation {
     input_schema: SchemaFn,
     output_schema: SchemaFn,
     scopes: Vec<String>,
+    event_schema: Option<SchemaFn>,
     handler: Handler,
 }
 
@@ -35,6 +76,14 @@ impl Operation {
     /// Scopes an outside caller must hold to call this operation.
     pub fn scopes(&mut self, scopes: &[&str]) -> &mut Self {
         self.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// Declares the events a subscription emits (through
+    /// [`events::emit`](crate::events::emit)): their schema goes into the
+    /// spec.
+    pub fn emits<E: JsonSchema>(&mut self) -> &mut Self {
+        self.event_schema = Some(|| schemars::schema_for!(E));
         self
     }
 }
@@ -76,9 +125,10 @@ impl Operations {
         self.add(name, OpKind::Mutation, description, f)
     }
 
-    /// Registers a subscription: it streams events to the caller (through
-    /// a host capability such as `docker::watch_events`) until the caller
-    /// leaves, then returns.
+    /// Registers a subscription: it streams events to the caller with
+    /// [`events::emit`](crate::events::emit) while
+    /// [`events::subscribed`](crate::events::subscribed), then returns.
+    /// Chain [`Operation::emits`] to declare the events' type.
     pub fn subscription<I, O, F>(
         &mut self,
         name: &'static str,
@@ -118,6 +168,7 @@ impl Operations {
             input_schema: || schemars::schema_for!(I),
             output_schema: || schemars::schema_for!(O),
             scopes: Vec::new(),
+            event_schema: None,
             handler,
         });
         // Just pushed, so the vector is non-empty.
@@ -136,8 +187,14 @@ impl Operations {
                 input_schema: (op.input_schema)().as_value().to_string(),
                 output_schema: (op.output_schema)().as_value().to_string(),
                 scopes: op.scopes.clone(),
+                event_schema: op.event_schema.map(|f| f().as_value().to_string()),
             })
             .collect()
+    }
+
+    /// True when an operation of that name is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.ops.iter().any(|op| op.name == name)
     }
 
     /// Runs operation `name` with JSON `input`.
@@ -170,12 +227,32 @@ impl<P: Plugin> Adapter<P> {
 }
 
 impl<P: Plugin> Guest for Adapter<P> {
-    fn specs() -> Vec<OpSpec> {
-        Self::operations().specs()
+    fn specs() -> Result<Vec<OpSpec>, CallError> {
+        let mut specs = Self::operations().specs();
+        for op in P::discover()? {
+            specs.push(OpSpec {
+                name: op.name,
+                kind: op.kind,
+                description: op.description,
+                input_schema: op.input_schema.to_string(),
+                output_schema: op.output_schema.to_string(),
+                scopes: op.scopes,
+                event_schema: op.event_schema.map(|e| e.to_string()),
+            });
+        }
+        Ok(specs)
     }
 
     fn handle(op: String, input: String, context: CallContext) -> Result<String, CallError> {
-        Self::operations().dispatch(&op, &input, &Context::new(context))
+        let ops = Self::operations();
+        let cx = Context::new(context);
+        if ops.contains(&op) {
+            return ops.dispatch(&op, &input, &cx);
+        }
+        let input: serde_json::Value = serde_json::from_str(&input)
+            .map_err(|e| CallError::invalid_input(format!("input is not JSON: {e}")))?;
+        let output = P::call_dynamic(&cx, &op, input)?;
+        Ok(output.to_string())
     }
 }
 

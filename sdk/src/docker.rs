@@ -36,10 +36,12 @@ pub fn logs(container: &str, tail: u32) -> Result<Vec<String>, CallError> {
     wit_docker::logs(container, tail)
 }
 
-/// Streams lifecycle events of this plugin's containers to the caller of
-/// the current subscription until it leaves.
-pub fn watch_events() -> Result<(), CallError> {
-    wit_docker::watch_events()
+/// The next lifecycle event of this plugin's containers (as the engine
+/// reports it: `action`, `id`, `name`, `image`, `time`), waiting up to
+/// `timeout_ms`; `None` when none came (or the subscriber of the current
+/// call went away). The first call starts the watch; it ends with the call.
+pub fn next_event(timeout_ms: u32) -> Result<Option<serde_json::Value>, CallError> {
+    wit_docker::next_event(timeout_ms)?.map(parse).transpose()
 }
 
 fn parse(text: String) -> Result<serde_json::Value, CallError> {

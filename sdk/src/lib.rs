@@ -37,9 +37,12 @@
 //! # }
 //! ```
 //!
-//! Host capabilities are in [`env`], [`kv`], [`log`] and [`vault`]; each works only
-//! when the operator granted it in `stack.toml`, and fails with
-//! [`ErrorCode::Denied`] otherwise.
+//! Host capabilities are in [`config`], [`env`], [`kv`], [`log`], [`vault`],
+//! [`docker`] and [`http`]; each works only when the operator granted it in
+//! `stack.toml`, and fails with [`ErrorCode::Denied`] otherwise.
+//! Subscriptions stream through [`events`]; plugins whose operations come
+//! from their configuration implement [`Plugin::discover`] (see
+//! [`discovery`]).
 
 // Lets the generated bindings name this crate by its public path, so the
 // export macro works when expanded inside a plugin crate.
@@ -47,10 +50,13 @@ extern crate self as hearth_sdk;
 
 pub mod config;
 mod context;
+pub mod discovery;
 mod dispatch;
 pub mod docker;
 pub mod env;
 mod error;
+pub mod events;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod vault;
@@ -75,14 +81,16 @@ pub mod __private {
     pub use wit_bindgen;
 }
 
+pub use bindings::hearth::node::types::OpKind;
 pub use bindings::hearth::node::types::{CallError, ErrorCode, Identity};
 pub use context::Context;
-pub use dispatch::{Adapter, Operation, Operations, Plugin};
+pub use dispatch::{Adapter, DynamicOp, Operation, Operations, Plugin};
 
 /// Everything a plugin usually needs in one import.
 pub mod prelude {
     pub use crate::{
-        CallError, Context, ErrorCode, Operations, Plugin, config, docker, env, kv, log, vault,
+        CallError, Context, ErrorCode, Operations, Plugin, config, docker, env, events, http, kv,
+        log, vault,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};

@@ -119,7 +119,7 @@ fn without_grants_kv_is_denied_naming_the_grant() {
 
 /// Runs `host serve` on `stack` (written to `dir/stack.toml`), which must
 /// refuse to start, and returns what it printed on stderr.
-fn serve_refused(dir: &std::path::Path, stack: &str) -> String {
+pub(crate) fn serve_refused(dir: &std::path::Path, stack: &str) -> String {
     let path = dir.join("stack.toml");
     std::fs::write(&path, stack).unwrap();
     let out = Command::new(host_bin())

@@ -15,3 +15,4 @@ mod serve;
 mod socket;
 mod vault;
 mod warm;
+mod world;

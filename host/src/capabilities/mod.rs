@@ -16,14 +16,20 @@
 //! | [`vault`]  | `vault`   | `grants.vault = [prefixes]`   | `capabilities.vault`      |
 //! | [`docker`] | `docker`  | `grants.docker = { policy }`  | `capabilities.docker`     |
 //! | [`config`] | `config`  | always (its own table)        | —                         |
+//! | [`events`] | `events`  | always (its subscriptions)    | —                         |
+//! | [`discovery`] | `discovery` | always (dynamic plugins) | `dynamic = true`          |
+//! | [`http`]   | `wasi:http/outgoing-handler` | `grants.http = [origins]` | `capabilities.http` |
 //!
 //! Adding a capability: its interface in `wit/`, one module here (plus a
 //! line in [`add_to_linker`]), one module in the SDK. A capability never
 //! reaches into another's module, routes calls, or knows a front door.
 
 pub mod config;
+pub mod discovery;
 pub mod docker;
 pub mod env;
+pub mod events;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod vault;
@@ -39,5 +45,8 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     log::add_to_linker(linker)?;
     vault::add_to_linker(linker)?;
     docker::add_to_linker(linker)?;
-    config::add_to_linker(linker)
+    config::add_to_linker(linker)?;
+    events::add_to_linker(linker)?;
+    discovery::add_to_linker(linker)?;
+    http::add_to_linker(linker)
 }

@@ -1,8 +1,9 @@
 //! The `host` command line: `serve`, `call`, `ops`, `plugins`, `peers`,
 //! `version`, `id`, `vault`, `msg`, `clients`, `approve`, `mcp`,
-//! `gateway`, `bench`.
+//! `gateway`, `bench`, `plugin`.
 //!
-//! Every command but `serve` is a client of a running node through
+//! Every command but `serve` and `plugin` (which writes and builds plugin
+//! crates) is a client of a running node through
 //! [`crate::client`]; `ops` and `plugins` are calls to `/node/host/*`, so
 //! the CLI shows exactly what any client would see.
 
@@ -12,8 +13,10 @@ mod msg;
 mod msg_bench;
 mod output;
 mod passphrase;
+mod plugin;
 mod serve;
 mod vault;
+mod wasm_target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +78,11 @@ enum Command {
         metadata: Vec<(String, String)>,
         #[command(flatten)]
         format: Format,
+    },
+    /// Write and build plugins: `new NAME`, `build [DIR]`.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
     },
     /// List the operations the node serves, with kind and schemas.
     Ops {
@@ -226,6 +234,7 @@ async fn run(cli: Cli, started: std::time::Instant) -> ExitCode {
             let socket = socket_override(&socket, &cli_socket_given());
             serve::run(config, socket, passphrase_file, started).await
         }
+        Command::Plugin { command } => plugin::run(command),
         Command::Id { format } => {
             show(socket, format.json, "/node/host/id", output::print_identity).await
         }

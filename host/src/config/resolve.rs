@@ -481,7 +481,9 @@ fn plugin(
                 "set a positive number of milliseconds",
             ));
         }
-        if !manifest.operations.iter().any(|o| o == op) {
+        // Without a list in the manifest, the runtime checks the name
+        // against what the component exports, at load.
+        if !manifest.operations.is_empty() && !manifest.operations.iter().any(|o| o == op) {
             return Err(file.invalid(
                 key(&format!("operation_timeouts.{op}")),
                 format!("names no operation of plugin `{name}`"),
@@ -621,6 +623,9 @@ fn warn_unrequested(name: &str, grants: &GrantSet, manifest: &PluginManifest) {
     if !grants.vault.is_empty() && asked.vault.is_empty() {
         extra.push("vault");
     }
+    if !grants.http.is_empty() && !asked.http {
+        extra.push("http");
+    }
     if !extra.is_empty() {
         tracing::warn!(
             plugin = name,
@@ -690,6 +695,7 @@ fn manifest(file: &File, name: &str, text: &str) -> Result<PluginManifest, Confi
         message: e.to_string(),
     })?;
     if let Some(request) = &manifest.capabilities.messages
+        && !manifest.operations.is_empty()
         && !manifest.operations.contains(&request.handler)
     {
         return Err(file.invalid(

@@ -33,7 +33,7 @@ use crate::access::Access;
 use crate::call::{CallRequest, DynOperationEnv, EventSink, OperationEnv};
 use crate::capabilities::docker::DockerEngine;
 use crate::capabilities::kv::KvStore;
-use crate::config::{NodeConfig, PluginSource};
+use crate::config::NodeConfig;
 use crate::runtime::{LoadedPlugin, Resources, Runtime};
 use crate::vault::Vault;
 
@@ -86,7 +86,10 @@ pub enum StartError {
 /// A running node.
 pub struct Node {
     name: String,
-    routes: RoutingTable,
+    /// Swapped whole when a dynamic plugin's operations change.
+    routes: std::sync::RwLock<Arc<RoutingTable>>,
+    /// What plugins may use while listing their operations.
+    listing: Arc<Resources>,
     native: native::NativeTable,
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     runtime: Runtime,
@@ -143,13 +146,26 @@ impl Node {
             config.engine_limits(),
             crate::capabilities::add_to_linker,
         )?;
+        let secrets = Arc::new(crate::capabilities::config::SecretStore::new(
+            kv.clone(),
+            vault.clone(),
+        ));
+        // What a dynamic plugin may use while it lists its operations: its
+        // secrets (credentials for the service it describes), nothing that
+        // changes state.
+        let listing = {
+            let mut listing = Resources::default();
+            listing.insert(secrets.clone());
+            Arc::new(listing)
+        };
         let mut plugins = BTreeMap::new();
         for source in &config.plugins {
-            let plugin = load_plugin(&runtime, source).await?;
+            let plugin = runtime.load(source, &listing).await?;
             tracing::info!(
                 plugin = %plugin.name,
                 version = %plugin.manifest.version,
-                operations = plugin.specs.len(),
+                operations = plugin.specs().len(),
+                dynamic = plugin.manifest.dynamic,
                 cache = ?plugin.cache,
                 origin = %plugin.origin,
                 "plugin loaded"
@@ -166,10 +182,11 @@ impl Node {
             routes.insert(spec, Owner::Native(index))?;
         }
         for plugin in plugins.values() {
-            for spec in &plugin.specs {
+            for spec in plugin.specs().iter() {
                 routes.insert(spec.clone(), Owner::Plugin(plugin.name.clone()))?;
             }
         }
+        let (changes, notices) = crate::capabilities::discovery::OperationChanges::channel();
         let public_key = vault.identity().public_key;
         let mut node_key = [0u8; 32];
         // The vault keeps the key as 64 hex digits; a damaged record fails
@@ -182,17 +199,16 @@ impl Node {
             resources.insert(crate::capabilities::env::handle(env));
             resources.insert(kv.clone());
             resources.insert(vault.clone());
-            resources.insert(Arc::new(crate::capabilities::config::SecretStore::new(
-                kv.clone(),
-                vault.clone(),
-            )));
+            resources.insert(secrets);
+            resources.insert(Arc::new(changes));
             resources.insert(Arc::new(DockerEngine::new(
                 config.docker_socket.clone(),
                 &config.name,
             )));
             Node {
                 name: config.name.clone(),
-                routes,
+                routes: std::sync::RwLock::new(Arc::new(routes)),
+                listing,
                 native,
                 plugins,
                 runtime,
@@ -216,10 +232,11 @@ impl Node {
                 serde_json::json!({
                     "plugin": plugin.name,
                     "version": plugin.manifest.version,
-                    "operations": plugin.specs.len(),
+                    "operations": plugin.specs().len(),
                 }),
             );
         }
+        tokio::spawn(rediscover(Arc::downgrade(&node), notices));
         Ok(node)
     }
 
@@ -242,9 +259,82 @@ impl Node {
         &self.name
     }
 
-    /// The routing table.
-    pub fn routes(&self) -> &RoutingTable {
-        &self.routes
+    /// The routing table as it is now.
+    pub fn routes(&self) -> Arc<RoutingTable> {
+        match self.routes.read() {
+            Ok(routes) => routes.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Asks dynamic plugin `name` for its operations again and, when they
+    /// changed and are valid, swaps them into the routing table and emits
+    /// `plugin.operations_changed`. A refused set keeps the previous one
+    /// (logged, and emitted as `plugin.operations_refused`).
+    pub async fn rediscover(&self, name: &str) -> Result<bool, CallError> {
+        let Some(plugin) = self.plugins.get(name) else {
+            return Err(CallError::new(
+                ErrorCode::NotFound,
+                format!("no plugin `{name}`"),
+            ));
+        };
+        if !plugin.manifest.dynamic {
+            return Ok(false);
+        }
+        let refused = |message: String| {
+            tracing::warn!(plugin = name, error = %message, "new operations refused; the previous ones stay");
+            self.events.emit(
+                "plugin.operations_refused",
+                serde_json::json!({ "plugin": name, "error": message }),
+            );
+            CallError::new(ErrorCode::InvalidInput, message)
+        };
+        let specs = self
+            .runtime
+            .list_operations(plugin, &self.listing)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let before = plugin.specs();
+        if *before == *specs {
+            return Ok(false);
+        }
+        let owner = Owner::Plugin(name.to_owned());
+        let mut guard = match self.routes.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut table = RoutingTable::new();
+        for route in guard.iter().filter(|r| r.owner != owner) {
+            table
+                .insert(route.spec.clone(), route.owner.clone())
+                .map_err(|e| refused(e.to_string()))?;
+        }
+        for spec in &specs {
+            table
+                .insert(spec.clone(), owner.clone())
+                .map_err(|e| refused(format!("plugin `{name}`: {e}")))?;
+        }
+        *guard = Arc::new(table);
+        drop(guard);
+        let names =
+            |specs: &[hearth_registry::OperationSpec]| -> std::collections::BTreeSet<String> {
+                specs.iter().map(|s| s.path.name().to_owned()).collect()
+            };
+        let (old, new) = (names(&before), names(&specs));
+        let added: Vec<&String> = new.difference(&old).collect();
+        let removed: Vec<&String> = old.difference(&new).collect();
+        plugin.set_specs(specs);
+        tracing::info!(plugin = name, added = ?added, removed = ?removed, "operations changed");
+        self.events.emit(
+            "plugin.operations_changed",
+            serde_json::json!({
+                "plugin": name,
+                "added": added,
+                "removed": removed,
+                "operations": new.len(),
+            }),
+        );
+        Ok(true)
     }
 
     /// The loaded plugins, by name.
@@ -467,7 +557,7 @@ fn message_handlers(
             continue;
         };
         if !plugin
-            .specs
+            .specs()
             .iter()
             .any(|s| s.path.name() == request.handler)
         {
@@ -485,6 +575,18 @@ fn message_handlers(
     Ok(handlers)
 }
 
-async fn load_plugin(runtime: &Runtime, source: &PluginSource) -> Result<LoadedPlugin, StartError> {
-    Ok(runtime.load(source).await?)
+/// Lists a dynamic plugin's operations again each time it says they
+/// changed; notices that arrive while one is being listed fold into it.
+async fn rediscover(node: Weak<Node>, mut notices: tokio::sync::mpsc::UnboundedReceiver<Arc<str>>) {
+    while let Some(plugin) = notices.recv().await {
+        let mut pending = std::collections::BTreeSet::from([plugin]);
+        while let Ok(more) = notices.try_recv() {
+            pending.insert(more);
+        }
+        let Some(node) = node.upgrade() else { return };
+        for plugin in pending {
+            // A refusal is logged and announced inside.
+            let _ = node.rediscover(&plugin).await;
+        }
+    }
 }

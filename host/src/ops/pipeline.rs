@@ -98,7 +98,7 @@ impl Node {
     fn metric_label(&self, path: &str) -> String {
         match path.parse::<OperationPath>() {
             Ok(p) if p.is_local(&self.name) => self
-                .routes
+                .routes()
                 .lookup(&p.to_local())
                 .map_or_else(|_| "unrouted".to_owned(), |r| r.spec.path.to_string()),
             Ok(p) if self.peers().is_peer(p.node()) => format!("remote:{}", p.node()),
@@ -172,7 +172,7 @@ impl Node {
         let route = match &request.origin {
             Origin::Peer(peer) => {
                 self.check_peer_call(peer, &path)?;
-                self.routes
+                self.routes()
                     .lookup(&path)
                     .map_err(|_| self.quiet_not_found(peer, &request.path))?
             }
@@ -188,7 +188,7 @@ impl Node {
                     }
                 }
                 self.check_depth(caller, &path)?;
-                self.routes.lookup(&path)?
+                self.routes().lookup(&path)?
             }
             Origin::Message(scope) => {
                 if path.namespace() != scope.plugin {
@@ -200,9 +200,9 @@ impl Node {
                         ),
                     ));
                 }
-                self.routes.lookup(&path)?
+                self.routes().lookup(&path)?
             }
-            Origin::Client(_) | Origin::Node(_) => self.routes.lookup(&path)?,
+            Origin::Client(_) | Origin::Node(_) => self.routes().lookup(&path)?,
         };
         // A plugin's nested call acts for its caller's identity, already
         // checked at the door, and the node acts for itself; clients and
@@ -441,7 +441,7 @@ impl Node {
     /// error naming the nodes it could have meant.
     fn resolve(&self, asked: &str) -> Result<Target, CallError> {
         let path: OperationPath = asked.parse().map_err(|e: hearth_registry::PathError| {
-            let not_found = self.routes.not_found(asked);
+            let not_found = self.routes().not_found(asked);
             CallError::new(ErrorCode::NotFound, format!("{e}; {not_found}"))
         })?;
         if path.is_local(&self.name) {

@@ -291,6 +291,7 @@ mod tests {
             input_schema: input,
             output_schema: json!({"type": "object", "properties": {}}),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            event_schema: None,
         }
     }
 

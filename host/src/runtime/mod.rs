@@ -30,7 +30,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
 pub use cache::{CacheOutcome, ComponentCache};
-pub use state::{CallState, Resources, Staged};
+pub use state::{CallState, OutboundHttp, Resources, Staged};
 
 use crate::call::{CallContext, PluginCaller, PluginConfig};
 use crate::config::{EngineLimits, PluginSettings};
@@ -77,8 +77,9 @@ pub struct LoadedPlugin {
     pub grants: Arc<GrantSet>,
     /// How it runs.
     pub settings: PluginSettings,
-    /// The operations it exports, validated.
-    pub specs: Vec<OperationSpec>,
+    /// The operations it offers now, validated (a dynamic plugin's may
+    /// change while it runs).
+    specs: std::sync::RwLock<Arc<[OperationSpec]>>,
     /// SHA-256 of the component bytes.
     pub component_sha256: String,
     /// Whether the precompiled cache had it.
@@ -95,6 +96,25 @@ pub struct LoadedPlugin {
 
 /// How long a plugin may take to list its specs at load time.
 const SPECS_DEADLINE: Duration = Duration::from_secs(5);
+
+impl LoadedPlugin {
+    /// The operations it offers now.
+    pub fn specs(&self) -> Arc<[OperationSpec]> {
+        match self.specs.read() {
+            Ok(specs) => specs.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces its operations (after it listed them again).
+    pub fn set_specs(&self, specs: Vec<OperationSpec>) {
+        let specs: Arc<[OperationSpec]> = Arc::from(specs);
+        match self.specs.write() {
+            Ok(mut slot) => *slot = specs,
+            Err(poisoned) => *poisoned.into_inner() = specs,
+        }
+    }
+}
 
 impl Runtime {
     /// Starts the engine and the epoch ticker; precompiled components are
@@ -123,25 +143,23 @@ impl Runtime {
     }
 
     /// Compiles (or loads from cache) and links a plugin, then asks it for
-    /// its specs and checks them against its manifest and settings.
+    /// its operations ([`Runtime::list_operations`]) and checks them
+    /// against its manifest and settings. `listing` is what the plugin may
+    /// use while it lists them (the secret store, for a dynamic plugin's
+    /// credentials).
     pub async fn load(
         &self,
         source: &crate::config::PluginSource,
+        listing: &Arc<Resources>,
     ) -> Result<LoadedPlugin, RuntimeError> {
         let name = source.name.as_str();
-        let manifest = source.manifest.clone();
-        let grants = source.grants.clone();
-        let settings = source.settings.clone();
-        let component_bytes: &[u8] = &source.component;
-        let origin = source.origin.clone();
-        let config = Arc::new(source.config.clone());
-        let secret_refs = Arc::new(source.secret_refs.clone());
         let fail = |message: String| RuntimeError::Plugin {
             plugin: name.to_owned(),
             message,
         };
-        let (component, cache, sha256) =
-            self.cache.load_or_compile(&self.engine, component_bytes)?;
+        let (component, cache, sha256) = self
+            .cache
+            .load_or_compile(&self.engine, &source.component)?;
         let pre = self.link(&component).map_err(|e| {
             let text = format!("{e:#}");
             match imported_version(&text) {
@@ -156,27 +174,108 @@ impl Runtime {
                 )),
             }
         })?;
+        let settings = source.settings.clone();
+        let warm =
+            (settings.warm_instances > 0).then(|| WarmPool::new(settings.warm_instances as usize));
+        let plugin = LoadedPlugin {
+            name: name.to_owned(),
+            manifest: source.manifest.clone(),
+            grants: Arc::new(source.grants.clone()),
+            settings,
+            specs: std::sync::RwLock::new(Arc::from(Vec::new())),
+            component_sha256: sha256,
+            cache,
+            origin: source.origin.clone(),
+            config: Arc::new(source.config.clone()),
+            secret_refs: Arc::new(source.secret_refs.clone()),
+            pre,
+            warm,
+        };
+        let specs = self.list_operations(&plugin, listing).await?;
+        plugin
+            .manifest
+            .check_exports(specs.iter().map(|s| s.path.name()))
+            .map_err(|e| fail(e.to_string()))?;
+        // Named operations were checked against a manifest's list when the
+        // configuration was resolved; without a list, against the exports.
+        if let Some(op) = plugin
+            .settings
+            .operation_timeouts
+            .keys()
+            .find(|op| !specs.iter().any(|s| s.path.name() == op.as_str()))
+        {
+            let names: Vec<&str> = specs.iter().map(|s| s.path.name()).collect();
+            return Err(fail(format!(
+                "`operation_timeouts.{op}` in [plugins.{name}] of stack.toml names no operation it offers ({})",
+                names.join(", ")
+            )));
+        }
+        plugin.set_specs(specs);
+        Ok(plugin)
+    }
+
+    /// Asks `plugin` for its operations in a fresh instance and validates
+    /// each spec. A static plugin lists them with no grant; a dynamic one
+    /// (`dynamic = true`) with its grants (HTTP above all) and `listing`'s
+    /// resources, within its call timeout. Errors name the plugin, the
+    /// operation and the problem.
+    pub async fn list_operations(
+        &self,
+        plugin: &LoadedPlugin,
+        listing: &Arc<Resources>,
+    ) -> Result<Vec<OperationSpec>, RuntimeError> {
+        let name = plugin.name.as_str();
+        let fail = |message: String| RuntimeError::Plugin {
+            plugin: name.to_owned(),
+            message,
+        };
+        let dynamic = plugin.manifest.dynamic;
+        let (grants, resources, deadline) = if dynamic {
+            (
+                plugin.grants.clone(),
+                Some(listing.clone()),
+                plugin.settings.timeout.max(SPECS_DEADLINE),
+            )
+        } else {
+            (Arc::new(GrantSet::default()), None, SPECS_DEADLINE)
+        };
         let caller = PluginCaller {
             plugin: Arc::from(name),
-            grants: Arc::new(GrantSet::default()),
-            config: config.clone(),
-            secret_refs: secret_refs.clone(),
-            ctx: CallContext::internal(Instant::now() + SPECS_DEADLINE),
+            grants,
+            config: plugin.config.clone(),
+            secret_refs: plugin.secret_refs.clone(),
+            ctx: CallContext::internal(Instant::now() + deadline),
         };
-        let mut store = self.store(&settings, caller, None);
-        let raw_specs = async {
-            let instance = pre.instantiate_async(&mut store).await?;
+        let mut store = self.store(&plugin.settings, caller, resources);
+        store.data_mut().set_listing();
+        let listed = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance.hearth_node_handler().call_specs(&mut store).await
-        }
-        .await
-        .map_err(|e| {
-            fail(format!(
-                "failed to list its operations: {}",
-                describe_failure(&e, &store)
-            ))
-        })?;
-        let namespace = manifest.namespace().to_owned();
-        let mut specs = Vec::with_capacity(raw_specs.len());
+        };
+        let raw_specs = match tokio::time::timeout(deadline, listed).await {
+            Err(_) => {
+                return Err(fail(format!(
+                    "did not list its operations within {} ms",
+                    deadline.as_millis()
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(fail(format!(
+                    "failed to list its operations: {}",
+                    describe_failure(&e, &store)
+                )));
+            }
+            Ok(Ok(Err(e))) => {
+                let e = bindings::call_error_from_wit(e);
+                return Err(fail(format!(
+                    "could not list its operations ({}): {}",
+                    e.code, e.message
+                )));
+            }
+            Ok(Ok(Ok(specs))) => specs,
+        };
+        let namespace = plugin.manifest.namespace().to_owned();
+        let mut specs: Vec<OperationSpec> = Vec::with_capacity(raw_specs.len());
         for raw in raw_specs {
             let spec = OperationSpec::from_parts(
                 &namespace,
@@ -187,31 +286,17 @@ impl Runtime {
                 &raw.output_schema,
                 raw.scopes,
             )
+            .and_then(|spec| spec.with_event_schema(raw.event_schema.as_deref()))
             .map_err(|e| fail(e.to_string()))?;
+            if specs.iter().any(|s| s.path == spec.path) {
+                return Err(fail(format!(
+                    "operation `{}` is listed twice; give each operation its own name",
+                    raw.name
+                )));
+            }
             specs.push(spec);
         }
-        manifest
-            .check_exports(specs.iter().map(|s| s.path.name()))
-            .map_err(|e| fail(e.to_string()))?;
-        // `operation_timeouts` and `warm_instances` were checked when the
-        // configuration was resolved (against the manifest, which the
-        // exports just matched).
-        let warm =
-            (settings.warm_instances > 0).then(|| WarmPool::new(settings.warm_instances as usize));
-        Ok(LoadedPlugin {
-            name: name.to_owned(),
-            manifest,
-            grants: Arc::new(grants),
-            settings,
-            specs,
-            component_sha256: sha256,
-            cache,
-            origin,
-            config,
-            secret_refs,
-            pre,
-            warm,
-        })
+        Ok(specs)
     }
 
     /// Warm instances idle now (0 when the plugin runs fresh instances).

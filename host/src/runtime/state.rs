@@ -11,9 +11,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use hearth_registry::{CallError, ErrorCode};
+use std::time::Instant;
+
+use hearth_registry::{CallError, ErrorCode, GrantSet};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::limits::{CallLimiter, LimitHit};
 use super::stderr::StderrTail;
@@ -55,17 +58,47 @@ pub trait Staged: Any + Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
+/// What the `http` capability decides a call's requests by: who is asking,
+/// what it was granted, and until when it may wait. Rebuilt for each call
+/// from its [`PluginCaller`]; the capability implements the `wasi:http`
+/// hooks on it.
+pub struct OutboundHttp {
+    /// The plugin sending.
+    pub plugin: Arc<str>,
+    /// Its grants (`grants.http` is what counts).
+    pub grants: Arc<GrantSet>,
+    /// The call's deadline.
+    pub deadline: Instant,
+}
+
+impl OutboundHttp {
+    fn for_caller(caller: &PluginCaller) -> Self {
+        OutboundHttp {
+            plugin: caller.plugin.clone(),
+            grants: caller.grants.clone(),
+            deadline: caller.ctx.deadline,
+        }
+    }
+}
+
 /// The data of one call's store.
 pub struct CallState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: OutboundHttp,
     table: ResourceTable,
     stderr: StderrTail,
     limiter: CallLimiter,
     caller: PluginCaller,
-    /// `None` while a plugin lists its specs at load: it may not call out.
+    /// `None` while a static plugin lists its specs: it may not call out.
     resources: Option<Arc<Resources>>,
+    /// True while the plugin lists its operations.
+    listing: bool,
     /// Effects held back until the call succeeds, by capability type.
     staged: HashMap<TypeId, Box<dyn Staged>>,
+    /// What a capability keeps for the rest of one call (a Docker event
+    /// watch), by type; dropped when the call ends.
+    slots: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 impl CallState {
@@ -80,22 +113,33 @@ impl CallState {
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         CallState {
             wasi,
+            http: WasiHttpCtx::new(),
+            outbound: OutboundHttp::for_caller(&caller),
             table: ResourceTable::new(),
             stderr,
             limiter,
             caller,
             resources,
+            listing: false,
             staged: HashMap::new(),
+            slots: HashMap::new(),
         }
+    }
+
+    /// Marks this store as listing the plugin's operations.
+    pub(super) fn set_listing(&mut self) {
+        self.listing = true;
     }
 
     /// Prepares a warm instance's state for its next call.
     pub(super) fn reset(&mut self, caller: PluginCaller, resources: Arc<Resources>) {
+        self.outbound = OutboundHttp::for_caller(&caller);
         self.caller = caller;
         self.resources = Some(resources);
         self.limiter.hit = None;
         self.stderr.clear();
         self.staged.clear();
+        self.slots.clear();
     }
 
     /// This call's staged effect of type `T`, made with `make` on first use.
@@ -105,6 +149,20 @@ impl CallState {
             .or_insert_with(|| Box::new(make()))
             .as_any_mut()
             .downcast_mut::<T>()
+    }
+
+    /// This call's slot of type `T`, made with `make` on first use; it
+    /// lives until the call ends.
+    pub fn slot<T: Any + Send>(&mut self, make: impl FnOnce() -> T) -> &mut T {
+        let slot = self
+            .slots
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(make()));
+        match slot.downcast_mut::<T>() {
+            Some(value) => value,
+            // The map is keyed by the value's own type.
+            None => unreachable_slot(),
+        }
     }
 
     /// Takes the staged effects out (to commit after success, or to drop).
@@ -126,6 +184,11 @@ impl CallState {
         self.stderr.last_line()
     }
 
+    /// What `wasi:http` borrows for one import call.
+    pub fn http_parts(&mut self) -> (&mut WasiHttpCtx, &mut ResourceTable, &mut OutboundHttp) {
+        (&mut self.http, &mut self.table, &mut self.outbound)
+    }
+
     /// The plugin making the call and the call it is serving.
     pub fn caller(&self) -> &PluginCaller {
         &self.caller
@@ -134,22 +197,34 @@ impl CallState {
     /// The node's value of type `T` for capability `what`; `denied` while
     /// the plugin lists its operations at load, when it may not call out.
     pub fn resource<T: Send + Sync + 'static>(&self, what: &str) -> Result<Arc<T>, CallError> {
-        let Some(resources) = &self.resources else {
-            return Err(CallError::new(
+        let listing = || {
+            CallError::new(
                 ErrorCode::Denied,
                 format!(
                     "plugin `{}` may not use {what} while listing its operations",
                     self.caller.plugin
                 ),
-            ));
+            )
+        };
+        let Some(resources) = &self.resources else {
+            return Err(listing());
         };
         resources.get::<T>().ok_or_else(|| {
-            CallError::new(
-                ErrorCode::Unavailable,
-                format!("this node does not provide {what}"),
-            )
+            if self.listing {
+                listing()
+            } else {
+                CallError::new(
+                    ErrorCode::Unavailable,
+                    format!("this node does not provide {what}"),
+                )
+            }
         })
     }
+}
+
+#[allow(clippy::panic)] // a slot keyed by TypeId always holds that type
+fn unreachable_slot() -> ! {
+    panic!("a call slot held a value of another type")
 }
 
 impl WasiView for CallState {

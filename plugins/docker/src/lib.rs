@@ -244,10 +244,37 @@ fn logs(_cx: &Context, input: LogsInput) -> Result<Logs, CallError> {
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
-/// Streams `{action, id, name, image, time}` for each lifecycle event of
-/// the containers this node's docker plugin manages.
+/// One lifecycle event of a container this plugin manages.
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct ContainerEvent {
+    /// What happened: `create`, `start`, `die`, `stop`, `destroy`, …
+    action: Option<String>,
+    /// The container's id.
+    id: Option<String>,
+    /// Its name.
+    name: Option<String>,
+    /// Its image.
+    image: Option<String>,
+    /// When, in seconds since the epoch.
+    time: Option<i64>,
+}
+
+/// Streams each lifecycle event of the containers this node's docker
+/// plugin manages, until the subscriber leaves.
 fn events(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
-    docker::watch_events()?;
+    while events::subscribed() {
+        let Some(event) = docker::next_event(1000)? else {
+            continue;
+        };
+        let event: ContainerEvent = serde_json::from_value(event)
+            .map_err(|e| CallError::failed(format!("unexpected engine event: {e}")))?;
+        match events::emit(&event) {
+            Ok(()) => {}
+            // The subscriber left between the check and the send.
+            Err(e) if e.code == ErrorCode::Unavailable => break,
+            Err(e) => return Err(e),
+        }
+    }
     Ok(Done { ok: true })
 }
 
@@ -286,6 +313,7 @@ impl Plugin for Docker {
             "Stream container lifecycle events (JSON lines) until the caller disconnects.",
             events,
         )
+        .emits::<ContainerEvent>()
         .scopes(&["docker:read"]);
     }
 }

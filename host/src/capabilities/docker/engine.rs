@@ -58,6 +58,17 @@ pub struct CreateRequest {
     pub labels: Vec<(String, String)>,
 }
 
+/// A running watch of container events (one per subscription call).
+pub struct EventWatch {
+    stream: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                    Item = Result<bollard::models::EventMessage, bollard::errors::Error>,
+                > + Send,
+        >,
+    >,
+}
+
 /// The node's handle on its Docker engine.
 pub struct DockerEngine {
     socket: PathBuf,
@@ -353,13 +364,9 @@ impl DockerEngine {
         }
     }
 
-    /// Forwards lifecycle events of the plugin's containers to `sink` until
-    /// the receiver is gone (the caller left) or the engine goes away.
-    pub async fn watch_events(
-        &self,
-        plugin: &str,
-        sink: tokio::sync::mpsc::Sender<String>,
-    ) -> Result<(), CallError> {
+    /// Starts watching lifecycle events of `plugin`'s containers on this
+    /// node; [`DockerEngine::next_event`] reads them.
+    pub async fn watch(&self, plugin: &str) -> Result<EventWatch, CallError> {
         let client = self.client().await?;
         let mut filters = HashMap::new();
         filters.insert("type".to_owned(), vec!["container".to_owned()]);
@@ -375,30 +382,37 @@ impl DockerEngine {
             until: None,
             filters,
         };
-        let mut stream = client.events(Some(options));
-        loop {
-            let next = tokio::select! {
-                next = stream.next() => next,
-                () = sink.closed() => return Ok(()),
-            };
-            let event = match next {
-                Some(Ok(event)) => event,
-                Some(Err(e)) => return Err(self.engine_error(e, "watching events").await),
-                None => return Err(self.unreachable("the engine closed the event stream")),
-            };
-            let actor = event.actor.unwrap_or_default();
-            let attributes = actor.attributes.unwrap_or_default();
-            let payload = serde_json::json!({
-                "action": event.action,
-                "id": actor.id,
-                "name": attributes.get("name"),
-                "image": attributes.get("image"),
-                "time": event.time,
-            });
-            if sink.send(payload.to_string()).await.is_err() {
-                return Ok(());
-            }
-        }
+        Ok(EventWatch {
+            stream: Box::pin(client.events(Some(options))),
+        })
+    }
+
+    /// The next event of `watch` as JSON text, or `None` when none came
+    /// before `wait` ended.
+    pub async fn next_event(
+        &self,
+        watch: &mut EventWatch,
+        wait: impl Future<Output = ()>,
+    ) -> Result<Option<String>, CallError> {
+        let next = tokio::select! {
+            next = watch.stream.next() => next,
+            () = wait => return Ok(None),
+        };
+        let event = match next {
+            Some(Ok(event)) => event,
+            Some(Err(e)) => return Err(self.engine_error(e, "watching events").await),
+            None => return Err(self.unreachable("the engine closed the event stream")),
+        };
+        let actor = event.actor.unwrap_or_default();
+        let attributes = actor.attributes.unwrap_or_default();
+        let payload = serde_json::json!({
+            "action": event.action,
+            "id": actor.id,
+            "name": attributes.get("name"),
+            "image": attributes.get("image"),
+            "time": event.time,
+        });
+        Ok(Some(payload.to_string()))
     }
 
     /// The last `tail` lines of an owned container's output.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use hearth_registry::{CallError, DockerGrant, ErrorCode};
 use wasmtime::component::{HasData, Linker};
 
-pub use engine::{CreateRequest, DEFAULT_SOCKET, DockerEngine, PortMapping};
+pub use engine::{CreateRequest, DEFAULT_SOCKET, DockerEngine, EventWatch, PortMapping};
 
 use crate::runtime::CallState;
 use crate::runtime::bindings::{self, hearth::node::docker, wit};
@@ -51,18 +51,37 @@ impl Docker<'_> {
 }
 
 impl docker::Host for Docker<'_> {
-    async fn watch_events(&mut self) -> wasmtime::Result<Result<(), wit::CallError>> {
+    async fn next_event(
+        &mut self,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Option<String>, wit::CallError>> {
         let (engine, _, plugin) = match self.granted() {
             Ok(v) => v,
             Err(e) => return bindings::to_wit(Err(e)),
         };
-        let Some(sink) = self.0.caller().ctx.events.clone() else {
-            return bindings::to_wit(Err(CallError::new(
-                ErrorCode::InvalidInput,
-                "events stream only to a subscription called from outside the node",
-            )));
+        let sink = self.0.caller().ctx.events.clone();
+        let mut watch = match self.0.slot(|| None::<EventWatch>).take() {
+            Some(watch) => watch,
+            None => match engine.watch(&plugin).await {
+                Ok(watch) => watch,
+                Err(e) => return bindings::to_wit(Err(e)),
+            },
         };
-        bindings::to_wit(engine.watch_events(&plugin, sink).await)
+        // Stop waiting early when the subscriber has gone, so the plugin's
+        // loop (`while events::subscribed()`) ends promptly.
+        let wait = async move {
+            let timer = tokio::time::sleep(std::time::Duration::from_millis(timeout_ms.into()));
+            match sink {
+                Some(sink) => tokio::select! {
+                    () = timer => (),
+                    () = sink.closed() => (),
+                },
+                None => timer.await,
+            }
+        };
+        let result = engine.next_event(&mut watch, wait).await;
+        *self.0.slot(|| None::<EventWatch>) = Some(watch);
+        bindings::to_wit(result)
     }
 
     async fn create(

@@ -130,6 +130,9 @@ pub struct OpEntry {
     pub output_schema: serde_json::Value,
     /// Scopes a caller must hold.
     pub scopes: Vec<String>,
+    /// For a subscription: JSON Schema of each event it streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_schema: Option<serde_json::Value>,
 }
 
 /// `/node/host/ops`.
@@ -161,6 +164,7 @@ fn callable_ops(node: &Node, ctx: &CallContext) -> Vec<OpEntry> {
             input_schema: route.spec.input_schema.clone(),
             output_schema: route.spec.output_schema.clone(),
             scopes: route.spec.scopes.clone(),
+            event_schema: route.spec.event_schema.clone(),
         })
         .collect()
 }
@@ -357,7 +361,7 @@ impl NativeOp for Plugins {
                         crate::runtime::CacheOutcome::Miss => "miss",
                     }
                     .to_owned(),
-                    operations: p.specs.iter().map(|s| s.path.to_string()).collect(),
+                    operations: p.specs().iter().map(|s| s.path.to_string()).collect(),
                     grants: GrantsInfo {
                         kv: p.grants.kv,
                         env: p.grants.env.iter().map(ToString::to_string).collect(),

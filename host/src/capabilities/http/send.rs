@@ -1,0 +1,200 @@
+//! Sending one granted request to the addresses [`decide`](super::decide)
+//! checked.
+//!
+//! Adapted from `wasmtime_wasi_http::default_send_request`, which resolves
+//! the host itself; here the connection goes to an address already checked
+//! against the grant (no second DNS lookup), and TLS verifies the name the
+//! plugin asked for against the web PKI roots.
+
+use std::future::poll_fn;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+
+use super::Target;
+
+trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
+
+/// The response and the connection's I/O, as `send_request` returns them.
+pub(super) type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), Error>> + Send>,
+);
+
+/// One TLS client configuration for the node, with the web PKI roots;
+/// `None` when the TLS provider refuses its safe defaults (then every
+/// `https` request fails with a TLS protocol error).
+fn tls_config() -> Option<Arc<rustls::ClientConfig>> {
+    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()
+                .map(|builder| {
+                    Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
+                })
+        })
+        .clone()
+}
+
+async fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, Error> {
+    let mut last = Error::DestinationNotFound;
+    for addr in &target.addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = Error::ConnectionRefused
+            }
+            Ok(Err(e)) => last = Error::Connect(e),
+            Err(_) => return Err(Error::ConnectionTimeout),
+        }
+    }
+    Err(last)
+}
+
+/// Sends `request` to `target` within `options`' timeouts.
+pub(super) async fn send(
+    mut request: http::Request<WasiBody>,
+    options: RequestOptions,
+    target: Target,
+) -> Result<Sent, Error> {
+    let connect_timeout = options.connect_timeout.unwrap_or(Duration::from_secs(600));
+    let first_byte_timeout = options
+        .first_byte_timeout
+        .unwrap_or(Duration::from_secs(600));
+    let between_bytes_timeout = options
+        .between_bytes_timeout
+        .unwrap_or(Duration::from_secs(600))
+        .max(Duration::from_nanos(1));
+
+    let tcp = connect(&target, connect_timeout).await?;
+    let stream: Box<dyn Stream> = match &target.tls_name {
+        Some(name) => {
+            let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
+            let config = tls_config().ok_or(Error::TlsProtocolError)?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let tls = tokio::time::timeout(connect_timeout, connector.connect(server_name, tcp))
+                .await
+                .map_err(|_| Error::ConnectionTimeout)?
+                .map_err(Error::Tls)?;
+            Box::new(tls)
+        }
+        None => Box::new(tcp),
+    };
+    let (mut sender, conn) = tokio::time::timeout(
+        connect_timeout,
+        hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)??;
+
+    // The request carries scheme and authority; on the wire (not to a
+    // proxy) only the path and query go in the request line.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(path)
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+
+    let send = async move {
+        let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+            .await
+            .map_err(|_| Error::ConnectionReadTimeout)??;
+        let mut timeout = tokio::time::interval(between_bytes_timeout);
+        timeout.reset();
+        Ok::<_, Error>(
+            response.map(|incoming| BodyWithTimeout { incoming, timeout }.boxed_unsync()),
+        )
+    };
+    let mut send = pin!(send);
+    let mut conn = Some(conn);
+    // Drive the connection's I/O while waiting for the response head.
+    let response = poll_fn(|cx| match send.as_mut().poll(cx) {
+        Poll::Ready(result) => Poll::Ready(result),
+        Poll::Pending => {
+            let Some(fut) = conn.as_mut() else {
+                return Poll::Pending;
+            };
+            let done = ready!(Pin::new(fut).poll(cx));
+            conn = None;
+            match done {
+                Ok(()) => send.as_mut().poll(cx),
+                Err(err) => Poll::Ready(Err(Error::from(err))),
+            }
+        }
+    })
+    .await?;
+    let io = async move {
+        match conn {
+            None => Ok(()),
+            Some(conn) => conn.await.map_err(|err| {
+                if err.is_timeout() {
+                    Error::HttpResponseTimeout
+                } else {
+                    Error::from(err)
+                }
+            }),
+        }
+    };
+    Ok((response, Box::new(io)))
+}
+
+/// A response body that fails when no frame arrives within the
+/// between-bytes timeout.
+struct BodyWithTimeout {
+    incoming: hyper::body::Incoming,
+    timeout: tokio::time::Interval,
+}
+
+impl http_body::Body for BodyWithTimeout {
+    type Data = bytes::Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(if err.is_timeout() {
+                Error::HttpResponseTimeout
+            } else {
+                Error::from(err)
+            }))),
+            Poll::Ready(Some(Ok(frame))) => {
+                self.timeout.reset();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                ready!(self.timeout.poll_tick(cx));
+                Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.incoming.size_hint()
+    }
+}

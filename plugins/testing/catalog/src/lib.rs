@@ -1,0 +1,146 @@
+//! `catalog`: a test-only dynamic plugin.
+//!
+//! At load it fetches the operation list from the URL in its `catalog`
+//! config key (over HTTP the operator granted) and offers each entry as an
+//! operation; a call to one is posted to `{backend}/call/{name}`. Static
+//! operations beside them: `fetch` (GET any URL, for grant tests),
+//! `refresh` (tell the host the list changed) and `ticks` (a subscription
+//! streaming `count` events).
+
+use hearth_sdk::prelude::*;
+use hearth_sdk::{DynamicOp, OpKind, discovery};
+
+/// One entry of the catalog, as served.
+#[derive(Deserialize)]
+struct Entry {
+    name: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    description: String,
+    input_schema: serde_json::Value,
+    #[serde(default = "any_schema")]
+    output_schema: serde_json::Value,
+}
+
+fn any_schema() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+fn config(key: &str) -> Result<String, CallError> {
+    config::get(key)?
+        .ok_or_else(|| CallError::invalid_input(format!("config key `{key}` is not set")))
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct FetchInput {
+    /// The URL to GET.
+    url: String,
+    /// Per-request timeout in milliseconds (the call's deadline wins).
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Fetched {
+    status: u16,
+    body: String,
+}
+
+/// GETs a URL and returns the status and body.
+fn fetch(_cx: &Context, input: FetchInput) -> Result<Fetched, CallError> {
+    let mut request = http::get(&input.url);
+    if let Some(ms) = input.timeout_ms {
+        request = request.timeout(std::time::Duration::from_millis(ms));
+    }
+    let response = request.send()?;
+    Ok(Fetched {
+        status: response.status,
+        body: response.text(),
+    })
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Empty {}
+
+#[derive(Serialize, JsonSchema)]
+struct Done {
+    ok: bool,
+}
+
+/// Tells the host the catalog changed.
+fn refresh(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
+    discovery::operations_changed();
+    Ok(Done { ok: true })
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct TicksInput {
+    /// How many events to send.
+    count: u32,
+}
+
+/// One event of `ticks`.
+#[derive(Serialize, JsonSchema)]
+struct Tick {
+    n: u32,
+}
+
+/// Streams `count` ticks, then ends.
+fn ticks(_cx: &Context, input: TicksInput) -> Result<Done, CallError> {
+    for n in 0..input.count {
+        if !events::subscribed() {
+            break;
+        }
+        events::emit(&Tick { n })?;
+    }
+    Ok(Done { ok: true })
+}
+
+struct Catalog;
+
+impl Plugin for Catalog {
+    fn operations(ops: &mut Operations) {
+        ops.query("fetch", "GET a URL (within grants.http).", fetch);
+        ops.mutation("refresh", "Ask the host to list the operations again.", refresh);
+        ops.subscription("ticks", "Stream `count` ticks.", ticks)
+            .emits::<Tick>();
+    }
+
+    fn discover() -> Result<Vec<DynamicOp>, CallError> {
+        let Some(url) = config::get("catalog")? else {
+            return Ok(Vec::new());
+        };
+        let entries: Vec<Entry> = http::get(&url).send()?.error_for_status()?.json()?;
+        Ok(entries
+            .into_iter()
+            .map(|e| DynamicOp {
+                name: e.name,
+                kind: if e.kind == "query" {
+                    OpKind::Query
+                } else {
+                    OpKind::Mutation
+                },
+                description: e.description,
+                input_schema: e.input_schema,
+                output_schema: e.output_schema,
+                scopes: Vec::new(),
+                event_schema: None,
+            })
+            .collect())
+    }
+
+    fn call_dynamic(
+        _cx: &Context,
+        op: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, CallError> {
+        let backend = config("backend")?;
+        http::post(format!("{backend}/call/{op}"))
+            .json(&input)?
+            .send()?
+            .error_for_status()?
+            .json()
+    }
+}
+
+hearth_sdk::export_plugin!(Catalog);

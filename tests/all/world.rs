@@ -1,0 +1,318 @@
+//! Plugin world 0.2: outbound HTTP within `grants.http`, operations
+//! discovered at load (over granted HTTP) and when they change, events a
+//! subscription emits. Against real HTTP servers started by the tests.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearth_tests::{HttpReply, HttpServer, TestNode};
+
+/// A node running the `catalog` test plugin under `[plugins.catalog]`
+/// with `extra` appended to its table.
+fn catalog_node(extra: &str) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    hearth_tests::test_plugin_dir(dir.path(), "catalog");
+    TestNode::start_with_stack_in(
+        dir,
+        &format!("[plugins.catalog]\npath = \"catalog\"\n{extra}\n"),
+    )
+}
+
+fn fetch(node: &TestNode, url: &str) -> hearth_tests::CliOutput {
+    node.cli(&[
+        "call",
+        "/node/catalog/fetch",
+        &serde_json::json!({ "url": url }).to_string(),
+    ])
+}
+
+#[test]
+fn an_http_grant_allows_its_origin_and_denies_every_other() {
+    let granted = HttpServer::start(|_, _, _| HttpReply::ok(r#"{"hello":"world"}"#));
+    let other = HttpServer::start(|_, _, _| HttpReply::ok("{}"));
+    let node = catalog_node(&format!(
+        "grants.http = [\"http://127.0.0.1:{}\"]",
+        granted.port
+    ));
+    let out = fetch(&node, &granted.url("/greeting")).ok_json();
+    assert_eq!(out["status"], 200);
+    assert_eq!(out["body"], r#"{"hello":"world"}"#);
+    assert_eq!(granted.hits(), ["GET /greeting"]);
+
+    let denied = fetch(&node, &other.url("/x"));
+    assert_eq!(denied.code(), 1);
+    let origin = format!("http://127.0.0.1:{}", other.port);
+    assert!(
+        denied.stderr().contains("denied")
+            && denied
+                .stderr()
+                .contains(&format!("add \"{origin}\" to `grants.http`")),
+        "{}",
+        denied.stderr()
+    );
+    assert!(other.hits().is_empty(), "nothing reached the other server");
+    // The node's log names the plugin and the line to add.
+    assert!(
+        node.logs()
+            .contains("outbound HTTP denied: origin not granted"),
+        "{}",
+        node.logs()
+    );
+}
+
+#[test]
+fn a_name_resolving_to_loopback_needs_a_grant_naming_it() {
+    let server = HttpServer::start(|_, _, _| HttpReply::ok("{}"));
+    // A wildcard host covers `localhost` by name, but not the address it
+    // resolves to.
+    let wildcard = catalog_node(&format!("grants.http = [\"http://*:{}\"]", server.port));
+    for url in [
+        format!("http://localhost:{}/", server.port),
+        format!("http://127.0.0.1:{}/", server.port),
+    ] {
+        let out = fetch(&wildcard, &url);
+        assert_eq!(out.code(), 1, "{url}");
+        assert!(
+            out.stderr()
+                .contains("resolves to a loopback, private or link-local address"),
+            "{}",
+            out.stderr()
+        );
+    }
+    assert!(server.hits().is_empty());
+    // Named exactly, it is allowed.
+    let named = catalog_node(&format!(
+        "grants.http = [\"http://localhost:{}\"]",
+        server.port
+    ));
+    let out = fetch(&named, &format!("http://localhost:{}/ok", server.port)).ok_json();
+    assert_eq!(out["status"], 200);
+    assert_eq!(server.hits(), ["GET /ok"]);
+}
+
+#[test]
+fn a_slow_server_is_cut_at_the_calls_deadline() {
+    let slow = HttpServer::start(|_, _, _| HttpReply {
+        status: 200,
+        body: "{}".into(),
+        delay: Duration::from_secs(20),
+    });
+    let node = catalog_node(&format!(
+        "grants.http = [\"http://127.0.0.1:{}\"]",
+        slow.port
+    ));
+    let started = Instant::now();
+    let out = node.cli(&[
+        "call",
+        "--timeout-ms",
+        "1500",
+        "/node/catalog/fetch",
+        &serde_json::json!({ "url": slow.url("/slow") }).to_string(),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(out.code(), 1);
+    assert!(out.stderr().contains("timeout"), "{}", out.stderr());
+    // Cut by the deadline, not by the server finally answering.
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(slow.hits(), ["GET /slow"]);
+}
+
+/// The catalog server: `/ops.json` lists `ops`, `/call/{name}` answers
+/// `{"called": name, "input": …}`.
+fn catalog_server(ops: Arc<Mutex<serde_json::Value>>) -> HttpServer {
+    HttpServer::start(move |method, path, body| {
+        if path == "/ops.json" {
+            return HttpReply::ok(ops.lock().unwrap().to_string());
+        }
+        if let Some(name) = path.strip_prefix("/call/") {
+            assert_eq!(method, "POST");
+            let input: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            return HttpReply::ok(
+                serde_json::json!({ "called": name, "input": input }).to_string(),
+            );
+        }
+        HttpReply {
+            status: 404,
+            body: "{}".into(),
+            delay: Duration::ZERO,
+        }
+    })
+}
+
+fn op(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "kind": "query",
+        "description": format!("The {name} operation."),
+        "input_schema": {
+            "type": "object",
+            "properties": { "city": { "type": "string" } },
+            "required": ["city"]
+        }
+    })
+}
+
+fn listed(node: &TestNode) -> Vec<String> {
+    node.cli(&["ops", "--json"])
+        .ok_json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["path"].as_str())
+        .filter(|p| p.starts_with("/node/catalog/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_dynamic_plugin_lists_its_operations_over_http_at_load_and_again_when_told() {
+    let ops = Arc::new(Mutex::new(serde_json::json!([op("weather")])));
+    let server = catalog_server(ops.clone());
+    let node = catalog_node(&format!(
+        "grants.http = [\"http://127.0.0.1:{port}\"]\nconfig = {{ catalog = \"{}\", backend = \"{}\" }}",
+        server.url("/ops.json"),
+        server.url(""),
+        port = server.port,
+    ));
+    assert_eq!(
+        listed(&node),
+        [
+            "/node/catalog/fetch",
+            "/node/catalog/refresh",
+            "/node/catalog/ticks",
+            "/node/catalog/weather"
+        ]
+    );
+    // A discovered operation is validated like any other, then served.
+    let bad = node.cli(&["call", "/node/catalog/weather", r#"{"city": 7}"#]);
+    assert_eq!(bad.code(), 1);
+    assert!(bad.stderr().contains("/city"), "{}", bad.stderr());
+    let out = node
+        .cli(&["call", "/node/catalog/weather", r#"{"city":"Oslo"}"#])
+        .ok_json();
+    assert_eq!(out["called"], "weather");
+    assert_eq!(out["input"]["city"], "Oslo");
+
+    // The catalog changes; the plugin tells the host, which asks again.
+    *ops.lock().unwrap() = serde_json::json!([op("forecast")]);
+    node.cli(&["call", "/node/catalog/refresh", "{}"]).ok_json();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !listed(&node).contains(&"/node/catalog/forecast".to_owned()) {
+        assert!(
+            Instant::now() < deadline,
+            "routes never changed: {:?}",
+            listed(&node)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!listed(&node).contains(&"/node/catalog/weather".to_owned()));
+    let gone = node.cli(&["call", "/node/catalog/weather", r#"{"city":"Oslo"}"#]);
+    assert!(
+        gone.stderr().contains("no operation at"),
+        "{}",
+        gone.stderr()
+    );
+    assert!(
+        node.logs().contains("operations changed"),
+        "{}",
+        node.logs()
+    );
+
+    // A bad new list keeps the old one and says why.
+    *ops.lock().unwrap() =
+        serde_json::json!([{ "name": "Bad Name", "input_schema": {"type":"object"} }]);
+    node.cli(&["call", "/node/catalog/refresh", "{}"]).ok_json();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !node.logs().contains("new operations refused") {
+        assert!(Instant::now() < deadline, "{}", node.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(listed(&node).contains(&"/node/catalog/forecast".to_owned()));
+}
+
+#[test]
+fn bad_discovered_specs_are_refused_naming_plugin_operation_and_problem() {
+    let cases = [
+        (
+            serde_json::json!([{ "name": "lookup", "input_schema": { "type": "string" } }]),
+            "its root is not an object",
+        ),
+        (
+            serde_json::json!([{
+                "name": "lookup",
+                "input_schema": { "type": "object", "properties": { "a": { "$ref": "#/$defs/Missing" } } }
+            }]),
+            "`$ref` `#/$defs/Missing` points at nothing",
+        ),
+        (
+            serde_json::json!([{ "name": "Look Up", "input_schema": { "type": "object" } }]),
+            "operation name `Look Up` is not valid",
+        ),
+        (
+            serde_json::json!([{ "name": "lookup", "input_schema": { "type": "object", "minProperties": "x" } }]),
+            "is not a valid JSON Schema",
+        ),
+    ];
+    for (catalog, problem) in cases {
+        let ops = Arc::new(Mutex::new(catalog));
+        let server = catalog_server(ops);
+        let dir = tempfile::tempdir().unwrap();
+        hearth_tests::test_plugin_dir(dir.path(), "catalog");
+        let err = crate::config::serve_refused(
+            dir.path(),
+            &format!(
+                "[plugins.catalog]\npath = \"catalog\"\ngrants.http = [\"http://127.0.0.1:{}\"]\nconfig = {{ catalog = \"{}\" }}\n",
+                server.port,
+                server.url("/ops.json")
+            ),
+        );
+        assert!(err.contains("plugin `catalog`"), "{err}");
+        assert!(err.contains(problem), "{problem}: {err}");
+        if !problem.contains("name") {
+            assert!(err.contains("operation `lookup`"), "{err}");
+        }
+    }
+    // Without the HTTP grant, discovery fails at load with the reason.
+    let ops = Arc::new(Mutex::new(serde_json::json!([op("weather")])));
+    let server = catalog_server(ops);
+    let dir = tempfile::tempdir().unwrap();
+    hearth_tests::test_plugin_dir(dir.path(), "catalog");
+    let err = crate::config::serve_refused(
+        dir.path(),
+        &format!(
+            "[plugins.catalog]\npath = \"catalog\"\nconfig = {{ catalog = \"{}\" }}\n",
+            server.url("/ops.json")
+        ),
+    );
+    assert!(
+        err.contains("plugin `catalog`: could not list its operations (denied)"),
+        "{err}"
+    );
+    assert!(server.hits().is_empty());
+}
+
+#[test]
+fn a_subscription_streams_the_events_it_emits() {
+    let node = catalog_node("");
+    let out = node.cli(&["call", "/node/catalog/ticks", r#"{"count":3}"#]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    // Each event is a JSON line; the output follows.
+    let stdout = out.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    for (n, line) in lines.iter().take(3).enumerate() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["n"], n, "{stdout}");
+    }
+    let output: serde_json::Value = serde_json::from_str(&lines[3..].join("\n")).unwrap();
+    assert_eq!(output["ok"], true);
+    // The spec declares the events' schema.
+    let ops = node.cli(&["ops", "--json"]).ok_json();
+    let ticks = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"] == "/node/catalog/ticks")
+        .cloned()
+        .unwrap();
+    assert_eq!(ticks["event_schema"]["properties"]["n"]["type"], "integer");
+}
