@@ -316,3 +316,48 @@ fn a_subscription_streams_the_events_it_emits() {
         .unwrap();
     assert_eq!(ticks["event_schema"]["properties"]["n"]["type"], "integer");
 }
+
+#[test]
+fn a_plugin_made_from_the_template_outside_the_repo_builds_loads_and_answers() {
+    use std::process::Command;
+    // A temporary directory: outside the repository and its workspace.
+    let dir = tempfile::tempdir().unwrap();
+    let new = Command::new(hearth_tests::host_bin())
+        .args(["plugin", "new", "greeter"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(new.status.success(), "{}", String::from_utf8_lossy(&new.stderr));
+    let crate_dir = dir.path().join("greeter");
+    assert!(crate_dir.join(".hearth/wit/world.wit").is_file());
+    // Its own target directory, kept between runs so CI stays quick.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| hearth_tests::repo_root().join("target"))
+        .join("hearth-template-plugin");
+    let build = Command::new(hearth_tests::host_bin())
+        .args(["plugin", "build"])
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    let entry = String::from_utf8_lossy(&build.stdout).into_owned();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    assert!(entry.contains("[plugins.greeter]"), "{entry}");
+    assert!(crate_dir.join("greeter.wasm").is_file());
+    // The printed entry is the whole stack file.
+    let node = TestNode::start_with_stack(&entry);
+    let out = node
+        .cli(&["call", "/node/greeter/greet", r#"{"name":"Ada"}"#])
+        .ok_json();
+    assert_eq!(out["message"], "Hello, Ada!");
+    node.cli(&["call", "/node/greeter/count", "{}"]).ok_json();
+    let second = node.cli(&["call", "/node/greeter/count", "{}"]).ok_json();
+    assert_eq!(second["calls"], 2);
+    let bad = node.cli(&["call", "/node/greeter/greet", r#"{"name":""}"#]);
+    assert!(bad.stderr().contains("invalid-input"), "{}", bad.stderr());
+}
