@@ -327,7 +327,11 @@ fn a_plugin_made_from_the_template_outside_the_repo_builds_loads_and_answers() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(new.status.success(), "{}", String::from_utf8_lossy(&new.stderr));
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
     let crate_dir = dir.path().join("greeter");
     assert!(crate_dir.join(".hearth/wit/world.wit").is_file());
     // Its own target directory, kept between runs so CI stays quick.

@@ -185,12 +185,23 @@ pub fn print_plugins(plugins: &[PluginEntry]) {
         if !p.description.is_empty() {
             out!("    {}", p.description);
         }
-        let docker = match &p.grants.docker {
-            Some(policy) => format!(" docker={policy}"),
-            None => String::new(),
+        let mut extra = String::new();
+        if let Some(policy) = &p.grants.docker {
+            extra.push_str(&format!(" docker={policy}"));
+        }
+        if !p.grants.http.is_empty() {
+            extra.push_str(&format!(" http=[{}]", p.grants.http.join(", ")));
+        }
+        if !p.grants.secrets.is_empty() {
+            extra.push_str(&format!(" secrets=[{}]", p.grants.secrets.join(", ")));
+        }
+        let dynamic = if p.requested.dynamic {
+            "; operations discovered at load"
+        } else {
+            ""
         };
         out!(
-            "    grants: kv={} env=[{}] vault=[{}]{docker}",
+            "    grants: kv={} env=[{}] vault=[{}]{extra}{dynamic}",
             p.grants.kv,
             p.grants.env.join(", "),
             p.grants.vault.join(", ")

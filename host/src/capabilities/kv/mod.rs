@@ -141,7 +141,13 @@ struct Writes {
 impl Writes {
     fn stage(&mut self, key: String, value: Option<Vec<u8>>) -> Result<(), CallError> {
         let size = value.as_ref().map_or(0, Vec::len) + key.len();
-        if self.bytes + size > MAX_STAGED_BYTES {
+        // A key written again replaces its staged value: count it once.
+        let replaced = self
+            .pending
+            .get(&key)
+            .map_or(0, |old| old.as_ref().map_or(0, Vec::len) + key.len());
+        let bytes = self.bytes - replaced;
+        if bytes + size > MAX_STAGED_BYTES {
             return Err(CallError::new(
                 ErrorCode::ResourceExhausted,
                 format!(
@@ -150,7 +156,7 @@ impl Writes {
                 ),
             ));
         }
-        self.bytes += size;
+        self.bytes = bytes + size;
         self.pending.insert(key, value);
         Ok(())
     }
@@ -199,5 +205,48 @@ impl kv::Host for Kv<'_> {
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<String>, wit::CallError>> {
         bindings::to_wit(self.list_(prefix, limit).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writes() -> (tempfile::TempDir, Writes) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(KvStore::open(&dir.path().join("kv.db")).unwrap());
+        let writes = Writes {
+            store,
+            plugin: Arc::from("p"),
+            pending: BTreeMap::new(),
+            bytes: 0,
+        };
+        (dir, writes)
+    }
+
+    #[test]
+    fn one_call_holds_back_at_most_64_mib() {
+        let (_dir, mut writes) = writes();
+        let mib = vec![7u8; 1 << 20];
+        for i in 0..63 {
+            writes.stage(format!("k{i}"), Some(mib.clone())).unwrap();
+        }
+        let err = writes.stage("k63".into(), Some(mib.clone())).unwrap_err();
+        assert_eq!(err.code, ErrorCode::ResourceExhausted);
+        assert!(err.message.contains("at most 64 MiB"), "{}", err.message);
+        // The refused write is not held back.
+        assert!(!writes.pending.contains_key("k63"));
+        assert_eq!(writes.pending.len(), 63);
+    }
+
+    #[test]
+    fn writing_one_key_again_counts_it_once() {
+        let (_dir, mut writes) = writes();
+        let mib = vec![7u8; 1 << 20];
+        for _ in 0..200 {
+            writes.stage("same".into(), Some(mib.clone())).unwrap();
+        }
+        writes.stage("same".into(), None).unwrap();
+        assert_eq!(writes.bytes, "same".len());
     }
 }

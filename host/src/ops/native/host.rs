@@ -243,7 +243,7 @@ impl NativeOp for Changes {
     const NAMESPACE: &'static str = "host";
     const NAME: &'static str = "changes";
     const KIND: hearth_registry::OpKind = hearth_registry::OpKind::Subscription;
-    const DESCRIPTION: &'static str = "An event each time the operations reachable from here may have changed (a plugin loaded, a peer came or went); nothing more.";
+    const DESCRIPTION: &'static str = "An event each time the operations reachable from here may have changed (a plugin loaded or its operations changed, a peer came or went); nothing more.";
 
     async fn run(node: &Node, ctx: &CallContext, _: Empty) -> Result<EventsEnd, CallError> {
         let sink = super::event_sink(ctx, "/node/host/changes")?;
@@ -253,7 +253,11 @@ impl NativeOp for Changes {
             let kind = event["kind"].as_str()?;
             matches!(
                 kind,
-                "plugin.loaded" | "plugin.unloaded" | "peer.up" | "peer.down"
+                "plugin.loaded"
+                    | "plugin.unloaded"
+                    | "plugin.operations_changed"
+                    | "peer.up"
+                    | "peer.down"
             )
             .then(|| {
                 serde_json::json!({ "event": "operations.changed", "cause": kind }).to_string()
@@ -302,6 +306,12 @@ pub struct GrantsInfo {
     pub vault: Vec<String>,
     /// The docker policy, when granted.
     pub docker: Option<serde_json::Value>,
+    /// Origins it may send HTTP requests to.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Secrets its configuration may refer to (names only).
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// What a plugin's manifest asks for (asking grants nothing).
@@ -315,6 +325,12 @@ pub struct RequestedInfo {
     pub vault: Vec<String>,
     /// The Docker engine.
     pub docker: bool,
+    /// Outbound HTTP.
+    #[serde(default)]
+    pub http: bool,
+    /// Its operations are discovered at load and may change.
+    #[serde(default)]
+    pub dynamic: bool,
 }
 
 /// A plugin's limits, as `host plugins` shows them.
@@ -371,12 +387,16 @@ impl NativeOp for Plugins {
                             .docker
                             .as_ref()
                             .and_then(|d| serde_json::to_value(d).ok()),
+                        http: p.grants.http.iter().map(ToString::to_string).collect(),
+                        secrets: p.grants.secrets.clone(),
                     },
                     requested: RequestedInfo {
                         kv: requested.kv,
                         env: requested.env.iter().map(ToString::to_string).collect(),
                         vault: requested.vault.iter().map(ToString::to_string).collect(),
                         docker: requested.docker,
+                        http: requested.http,
+                        dynamic: p.manifest.dynamic,
                     },
                     limits: PluginLimits {
                         memory_mib: p.settings.memory_bytes >> 20,
