@@ -17,7 +17,10 @@ impl Context {
     /// A context for a native unit test of a handler (`cargo test`, no
     /// host): request id `test`, a call from outside by `identity` holding
     /// `scopes`, no metadata, 5 s left. A handler that uses no capability
-    /// runs as it would in the host; capabilities need the host.
+    /// runs as it would in the host. Capabilities (kv, http, config, …)
+    /// need the host: called natively they abort the test binary, so keep
+    /// the logic you unit-test apart from them and test those paths end to
+    /// end against `host serve`.
     ///
     /// ```
     /// let cx = hearth_sdk::Context::for_test("client:ci", &["echo:read"])

@@ -7,17 +7,29 @@
 //!
 //! ```no_run
 //! # use hearth_sdk::prelude::*;
+//! #[derive(Deserialize, JsonSchema)]
+//! struct Empty {}
+//!
 //! #[derive(Serialize, JsonSchema)]
 //! struct Tick { n: u64 }
 //!
-//! fn ticks(_cx: &Context, _input: serde_json::Value) -> Result<(), CallError> {
+//! #[derive(Serialize, JsonSchema)]
+//! struct Done { ticks: u64 }
+//!
+//! fn ticks(_cx: &Context, _input: Empty) -> Result<Done, CallError> {
 //!     let mut n = 0;
 //!     while events::subscribed() {
 //!         events::emit(&Tick { n })?;
 //!         n += 1;
 //!     }
-//!     Ok(())
+//!     Ok(Done { ticks: n })
 //! }
+//!
+//! // In `Plugin::operations`:
+//! # fn register(ops: &mut Operations) {
+//! ops.subscription("ticks", "Stream ticks until the caller leaves.", ticks)
+//!     .emits::<Tick>();
+//! # }
 //! ```
 
 use serde::Serialize;

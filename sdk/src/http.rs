@@ -263,9 +263,10 @@ impl Response {
     }
 
     /// `Ok(self)` for a 2xx status; otherwise the error a caller expects
-    /// for that status (404 not-found, 401/403 denied, 400/422
-    /// invalid-input, 409 conflict, 408 timeout, 429/5xx unavailable), with
-    /// the start of the body as the message.
+    /// for that status (404/410 not-found, 401/403 denied, 400/422
+    /// invalid-input, 409/412 conflict, 408/504 timeout, 429 and other 5xx
+    /// unavailable, anything else failed), with the start of the body as
+    /// the message.
     pub fn error_for_status(self) -> Result<Response, CallError> {
         if (200..300).contains(&self.status) {
             return Ok(self);

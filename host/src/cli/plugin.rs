@@ -133,6 +133,7 @@ crate-type = ["cdylib"]
 [dependencies]
 hearth-sdk = {{ path = ".hearth/sdk" }}
 serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
 schemars = "1"
 
 # Its own workspace: it builds alone, wherever it lives.
@@ -339,9 +340,14 @@ fn build(dir: &Path) -> Result<(), String> {
     let package = package_name(&dir.join("Cargo.toml"))?;
     wasm_target::ensure("rustc", |what| eprintln!("{what}…"))?;
     // Cargo's own rule: CARGO_TARGET_DIR when set, else the crate's target/.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.join("target"));
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        // Relative to where `host plugin build` was run, as cargo reads it.
+        Some(relative) if relative.is_relative() => std::env::current_dir()
+            .map_err(|e| format!("cannot read the current directory: {e}"))?
+            .join(relative),
+        Some(absolute) => absolute,
+        None => dir.join("target"),
+    };
     eprintln!(
         "Building `{}` for {WASM_TARGET} (the first build fetches and compiles its dependencies)…",
         manifest.name

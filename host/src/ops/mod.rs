@@ -568,7 +568,7 @@ fn message_handlers(
         }
         handlers.push(messaging::Handler {
             plugin: plugin.name.clone(),
-            path: format!("/node/{}/{}", plugin.name, request.handler),
+            path: format!("/node/{}/{}", plugin.manifest.namespace(), request.handler),
             grant: grant.clone(),
         });
     }

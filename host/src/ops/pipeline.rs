@@ -237,6 +237,9 @@ impl Node {
             events,
             path: _,
         } = request;
+        // Only a subscription streams events: a query or mutation that
+        // emits is refused (`events.emit` says so), whatever the door.
+        let events = events.filter(|_| route.spec.kind == OpKind::Subscription);
         let limit = self.operation_timeout(route);
         let outside_deadline = || {
             let timeout = if route.spec.kind == OpKind::Subscription {

@@ -294,7 +294,8 @@ impl Plugin for Docker {
             "list",
             "Containers this node manages; `all` includes stopped ones.",
             list,
-        );
+        )
+        .scopes(&["docker:read"]);
         ops.mutation(
             "stop",
             "Stop a container, killing it after a timeout.",
@@ -305,7 +306,8 @@ impl Plugin for Docker {
             "remove",
             "Remove a container; `force` removes a running one.",
             remove,
-        );
+        )
+        .scopes(&["docker:write"]);
         ops.query("logs", "The last lines of a container's output.", logs)
             .scopes(&["docker:read"]);
         ops.subscription(

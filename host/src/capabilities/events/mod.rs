@@ -33,7 +33,7 @@ impl events::Host for Events<'_> {
             return bindings::to_wit(Err(CallError::new(
                 ErrorCode::Denied,
                 format!(
-                    "plugin `{}` emitted an event outside a subscription called from outside the node; only a subscription's handler streams events",
+                    "plugin `{}` emitted an event outside a subscription called from outside the node; only a subscription's handler streams events (register the operation with `subscription`)",
                     caller.plugin
                 ),
             )));

@@ -101,7 +101,11 @@ struct Catalog;
 impl Plugin for Catalog {
     fn operations(ops: &mut Operations) {
         ops.query("fetch", "GET a URL (within grants.http).", fetch);
-        ops.mutation("refresh", "Ask the host to list the operations again.", refresh);
+        ops.mutation(
+            "refresh",
+            "Ask the host to list the operations again.",
+            refresh,
+        );
         ops.subscription("ticks", "Stream `count` ticks.", ticks)
             .emits::<Tick>();
     }
