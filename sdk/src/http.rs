@@ -135,6 +135,36 @@ impl Request {
 
     /// Sends the request and reads the whole response.
     pub fn send(self) -> Result<Response, CallError> {
+        let max = self.max_response_bytes;
+        let mut body = Vec::new();
+        let head = self.send_streaming(|head, chunk| {
+            if body.len() + chunk.len() > max {
+                return Err(CallError {
+                    code: ErrorCode::ResourceExhausted,
+                    message: format!(
+                        "the response from {} is longer than {max} bytes; raise it with `max_response_bytes`",
+                        head.origin
+                    ),
+                });
+            }
+            body.extend_from_slice(chunk);
+            Ok(true)
+        })?;
+        Ok(Response {
+            status: head.status,
+            headers: head.headers,
+            body,
+        })
+    }
+
+    /// Sends the request and hands the response body to `on_chunk` as it
+    /// arrives (a stream of server-sent events, a large download), with
+    /// the status and headers; `on_chunk` returns `false` to stop reading.
+    /// Returns the status and headers.
+    pub fn send_streaming(
+        self,
+        mut on_chunk: impl FnMut(&Head, &[u8]) -> Result<bool, CallError>,
+    ) -> Result<Head, CallError> {
         let url = Url::parse(&self.url)?;
         let mut headers = self.headers;
         if !self.body.is_empty() && !headers.iter().any(|(k, _)| k == "content-length") {
@@ -190,14 +220,18 @@ impl Request {
             Some(Err(())) | None => return Err(fail("the response was already taken")),
         };
         let status = response.status();
-        let headers = response
+        let headers: Vec<(String, String)> = response
             .headers()
             .entries()
             .into_iter()
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect();
+        let head = Head {
+            status,
+            headers,
+            origin: url.origin(),
+        };
         let incoming = response.consume().map_err(|()| fail("no response body"))?;
-        let mut body = Vec::new();
         {
             let stream = incoming
                 .stream()
@@ -205,17 +239,9 @@ impl Request {
             loop {
                 match stream.blocking_read(64 * 1024) {
                     Ok(bytes) => {
-                        if body.len() + bytes.len() > self.max_response_bytes {
-                            return Err(CallError {
-                                code: ErrorCode::ResourceExhausted,
-                                message: format!(
-                                    "the response from {} is longer than {} bytes; raise it with `max_response_bytes`",
-                                    url.origin(),
-                                    self.max_response_bytes
-                                ),
-                            });
+                        if !on_chunk(&head, &bytes)? {
+                            break;
                         }
-                        body.extend_from_slice(&bytes);
                     }
                     Err(StreamError::Closed) => break,
                     Err(e) => return Err(stream_error(&url, e)),
@@ -223,12 +249,19 @@ impl Request {
             }
         }
         drop(IncomingBody::finish(incoming));
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(head)
     }
+}
+
+/// The status and headers of a response, before its body.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The status code.
+    pub status: u16,
+    /// Headers, names lowercase, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// `scheme://host[:port]` the response came from.
+    pub origin: String,
 }
 
 /// A response, read whole.

@@ -573,6 +573,9 @@ fn plugin(
     })
 }
 
+/// Largest file `{ file = "…" }` in a plugin's config may name.
+const MAX_CONFIG_FILE_BYTES: u64 = 8 << 20;
+
 /// Flattens one `[plugins.<name>.config]` value into `out`: strings as
 /// written, everything else as JSON, nested tables also under dotted keys.
 fn flatten_config(
@@ -595,6 +598,38 @@ fn flatten_config(
                 ));
             };
             secrets.insert(key.to_owned(), secret.to_owned());
+            return Ok(());
+        }
+        // `{ file = "petstore.json" }`: the file's text, read now (relative
+        // to the stack file), for documents too long to write inline.
+        if let (1, Some(path)) = (table.len(), table.get("file")) {
+            let fix = "write `{ file = \"name.json\" }` with a readable UTF-8 file of at most 8 MiB, relative to stack.toml or absolute";
+            let Some(path) = path.as_str() else {
+                return Err(file.invalid(
+                    format!("plugins.{name}.config.{key}.file"),
+                    "is not a path",
+                    fix,
+                ));
+            };
+            let base = Path::new(&file.0).parent().unwrap_or(Path::new("."));
+            let full = base.join(path);
+            let text = std::fs::metadata(&full)
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    if m.len() > MAX_CONFIG_FILE_BYTES {
+                        Err(format!("it has {} bytes", m.len()))
+                    } else {
+                        std::fs::read_to_string(&full).map_err(|e| e.to_string())
+                    }
+                })
+                .map_err(|e| {
+                    file.invalid(
+                        format!("plugins.{name}.config.{key}.file"),
+                        format!("cannot be read from {}: {e}", full.display()),
+                        fix,
+                    )
+                })?;
+            out.insert(key.to_owned(), text);
             return Ok(());
         }
         for (inner, v) in table {

@@ -1,0 +1,229 @@
+//! Adapters: the `openapi` plugin turning a real OpenAPI service's
+//! endpoints into operations — the Swagger Petstore served by Prism, and
+//! another Hearth node's own gateway document.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth_tests::TestNode;
+
+/// A Prism mock server for `document`, killed on drop.
+struct Prism {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Prism {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn prism(document: &std::path::Path) -> Prism {
+    let dir = hearth_tests::require_npm("prism", &["@stoplight/prism-cli@5"]);
+    let port = free_port();
+    let child = Command::new(dir.join("node_modules/.bin/prism"))
+        .args(["mock", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg(document)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prism");
+    let prism = Prism { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "prism did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    prism
+}
+
+fn petstore_node(prism: &Prism, extra: &str) -> TestNode {
+    let fixture = hearth_tests::repo_root().join("tests/fixtures/petstore-3.0.json");
+    TestNode::start_with_stack(&format!(
+        r#"
+[plugins.petstore]
+component = "openapi"
+grants.http = ["http://127.0.0.1:{port}"]
+[plugins.petstore.config]
+document = {{ file = {fixture:?} }}
+base_url = "http://127.0.0.1:{port}"
+{extra}
+"#,
+        port = prism.port,
+        fixture = fixture.display().to_string(),
+    ))
+}
+
+#[test]
+fn the_petstore_endpoints_become_operations_served_by_prism() {
+    let fixture = hearth_tests::repo_root().join("tests/fixtures/petstore-3.0.json");
+    let prism = prism(&fixture);
+    // The document asks for an API key on some operations and OAuth2 on
+    // others; Prism checks that each is present.
+    let node = petstore_node(
+        &prism,
+        "api_key = \"special-key\"\nbearer_token = \"a-token\"",
+    );
+    let ops = node.cli(&["ops", "--json"]).ok_json();
+    let op = |name: &str| {
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["path"] == format!("/node/petstore/{name}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {ops}"))
+    };
+    assert_eq!(op("get-pet-by-id")["kind"], "query");
+    assert_eq!(op("add-pet")["kind"], "mutation");
+    assert_eq!(op("delete-pet")["kind"], "mutation");
+    assert_eq!(op("find-pets-by-status")["kind"], "query");
+
+    // A query with a path parameter.
+    let pet = node
+        .cli(&["call", "/node/petstore/get-pet-by-id", r#"{"petId": 1}"#])
+        .ok_json();
+    assert!(
+        pet["name"].is_string() && pet["photoUrls"].is_array(),
+        "{pet}"
+    );
+    // A query with an array query parameter.
+    let found = node
+        .cli(&[
+            "call",
+            "/node/petstore/find-pets-by-status",
+            r#"{"status": ["available", "sold"]}"#,
+        ])
+        .ok_json();
+    assert!(found.is_array(), "{found}");
+    // A mutation with a JSON body.
+    let order = node
+        .cli(&[
+            "call",
+            "/node/petstore/place-order",
+            r#"{"body": {"petId": 1, "quantity": 2, "status": "placed"}}"#,
+        ])
+        .ok_json();
+    assert!(order.is_object(), "{order}");
+    // The Petstore documents no 2xx answer for these: Prism answers with
+    // the documented status, and the node maps it to its typed error.
+    let added = node.cli(&[
+        "call",
+        "/node/petstore/add-pet",
+        r#"{"body": {"name": "Rex", "photoUrls": ["http://example.com/rex.png"]}}"#,
+    ]);
+    assert!(added.stderr().contains("HTTP 405"), "{}", added.stderr());
+    // A header parameter; 400 comes back as invalid-input.
+    let deleted = node.cli(&[
+        "call",
+        "/node/petstore/delete-pet",
+        r#"{"petId": 7, "api_key": "special-key"}"#,
+    ]);
+    assert!(
+        deleted.stderr().contains("error[invalid-input]: HTTP 400"),
+        "{}",
+        deleted.stderr()
+    );
+
+    // Invalid input is refused by the node before any request is sent.
+    let bad = node.cli(&[
+        "call",
+        "/node/petstore/get-pet-by-id",
+        r#"{"petId": "seven"}"#,
+    ]);
+    assert!(bad.stderr().contains("invalid-input"), "{}", bad.stderr());
+    let bad = node.cli(&[
+        "call",
+        "/node/petstore/add-pet",
+        r#"{"body": {"name": "Rex"}}"#,
+    ]);
+    assert!(
+        bad.stderr().contains("invalid-input") && bad.stderr().contains("photoUrls"),
+        "{}",
+        bad.stderr()
+    );
+}
+
+#[test]
+fn a_missing_credential_comes_back_as_denied() {
+    let fixture = hearth_tests::repo_root().join("tests/fixtures/petstore-3.0.json");
+    let prism = prism(&fixture);
+    // No api_key: Prism enforces the document's security requirement.
+    let node = petstore_node(&prism, "");
+    let out = node.cli(&["call", "/node/petstore/get-pet-by-id", r#"{"petId": 1}"#]);
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr().contains("denied") && out.stderr().contains("HTTP 401"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn one_node_calls_anothers_operations_through_its_openapi_document() {
+    let serving = TestNode::start_with_stack(
+        "[gateway]\nenabled = true\nlisten = \"127.0.0.1:0\"\n[plugins.echo]\ngrants.kv = true\n",
+    );
+    let gateway = serving.gateway();
+    let port = gateway
+        .base
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let calling = TestNode::start_with_stack(&format!(
+        r#"
+[plugins.remote]
+component = "openapi"
+grants.http = ["http://127.0.0.1:{port}"]
+[plugins.remote.config]
+document = "{base}/openapi.json"
+bearer_token = "{token}"
+include = ["echo"]
+
+[plugins.relay]
+grants.env = ["/node/remote/*"]
+"#,
+        base = gateway.base.trim_end_matches('/'),
+        token = gateway.token,
+    ));
+    let ops = calling.cli(&["ops", "--json"]).ok_json();
+    let ping = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| {
+            o["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/node/remote/") && p.ends_with("ping"))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("{ops}"));
+    // The serving node's own document says what kind each operation is.
+    assert_eq!(ping["kind"], "query");
+    let path = ping["path"].as_str().unwrap().to_owned();
+    let out = calling
+        .cli(&["call", &path, r#"{"body": {"msg": "over http"}}"#])
+        .ok_json();
+    assert_eq!(out["output"]["msg"], "over http", "{out}");
+    // A plugin composes with the adapted operation through env.
+    let relayed = calling.cli(&[
+        "call",
+        "/node/relay/forward",
+        &serde_json::json!({ "path": path, "input": { "body": { "msg": "via relay" } } })
+            .to_string(),
+    ]);
+    assert!(
+        relayed.stdout().contains("via relay"),
+        "{}{}",
+        relayed.stdout(),
+        relayed.stderr()
+    );
+}
