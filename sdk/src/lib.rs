@@ -59,6 +59,7 @@ pub mod events;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod names;
 pub mod vault;
 
 #[doc(hidden)]

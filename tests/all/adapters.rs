@@ -227,3 +227,146 @@ grants.env = ["/node/remote/*"]
         relayed.stderr()
     );
 }
+
+/// `server-everything` over Streamable HTTP on a free port, killed on drop.
+struct Everything {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn everything() -> Everything {
+    let dir = hearth_tests::require_npm(
+        "mcp-everything",
+        &["@modelcontextprotocol/server-everything"],
+    );
+    let port = free_port();
+    let child = Command::new("node")
+        .arg(dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server-everything");
+    let server = Everything { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "server-everything did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server
+}
+
+#[test]
+fn an_mcp_servers_tools_become_operations() {
+    let server = everything();
+    let node = TestNode::start_with_stack(&format!(
+        r#"
+[plugins.everything]
+component = "mcp"
+grants.http = ["http://127.0.0.1:{port}"]
+config = {{ url = "http://127.0.0.1:{port}/mcp", exclude = ["trigger-sampling-request"] }}
+
+[plugins.relay]
+grants.env = ["/node/everything/*"]
+"#,
+        port = server.port
+    ));
+    let ops = node.cli(&["ops", "--json"]).ok_json();
+    let op = |name: &str| {
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["path"] == format!("/node/everything/{name}"))
+            .cloned()
+    };
+    // Read-only tools are queries; the rest mutations; excluded tools absent.
+    assert_eq!(
+        op("echo").unwrap_or_else(|| panic!("{ops}"))["kind"],
+        "query"
+    );
+    assert_eq!(op("get-sum").unwrap()["kind"], "query");
+    assert!(op("trigger-sampling-request").is_none());
+    let structured = op("get-structured-content").unwrap();
+    assert_eq!(
+        structured["output_schema"]["properties"]["temperature"]["type"],
+        "number"
+    );
+
+    let echo = node
+        .cli(&[
+            "call",
+            "/node/everything/echo",
+            r#"{"message":"hello mcp"}"#,
+        ])
+        .ok_json();
+    assert!(echo.to_string().contains("hello mcp"), "{echo}");
+    let sum = node
+        .cli(&["call", "/node/everything/get-sum", r#"{"a": 2, "b": 40}"#])
+        .ok_json();
+    assert!(sum.to_string().contains("42"), "{sum}");
+    // Structured content is the output.
+    let weather = node
+        .cli(&[
+            "call",
+            "/node/everything/get-structured-content",
+            r#"{"location":"Chicago"}"#,
+        ])
+        .ok_json();
+    assert!(weather["temperature"].is_number(), "{weather}");
+    // The tool's input schema is checked by the node.
+    let bad = node.cli(&[
+        "call",
+        "/node/everything/get-sum",
+        r#"{"a": "two", "b": 40}"#,
+    ]);
+    assert!(bad.stderr().contains("invalid-input"), "{}", bad.stderr());
+    // A tool's own failure (`isError`) is a failed call with its text.
+    let failed = node.cli(&[
+        "call",
+        "/node/everything/get-resource-reference",
+        r#"{"resourceId": 0}"#,
+    ]);
+    assert!(
+        failed.stderr().contains("error[failed]") && failed.stderr().contains("Invalid resourceId"),
+        "{}",
+        failed.stderr()
+    );
+    // A long-running tool ends at the caller's deadline.
+    let started = Instant::now();
+    let slow = node.cli(&[
+        "call",
+        "--timeout-ms",
+        "1500",
+        "/node/everything/trigger-long-running-operation",
+        r#"{"duration": 20, "steps": 4}"#,
+    ]);
+    assert!(
+        slow.stderr().contains("error[timeout]"),
+        "{}",
+        slow.stderr()
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // A plugin composes with a tool through env.
+    let relayed = node.cli(&[
+        "call",
+        "/node/relay/forward",
+        r#"{"path": "/node/everything/get-sum", "input": {"a": 1, "b": 1}}"#,
+    ]);
+    assert!(
+        relayed.stdout().contains('2'),
+        "{}{}",
+        relayed.stdout(),
+        relayed.stderr()
+    );
+}

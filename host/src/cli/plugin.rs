@@ -75,6 +75,7 @@ const SDK_FILES: &[Embedded] = embed!(
     "sdk/src/kv.rs",
     "sdk/src/lib.rs",
     "sdk/src/log.rs",
+    "sdk/src/names.rs",
     "sdk/src/vault.rs",
     "wit/README.md",
     "wit/config.wit",

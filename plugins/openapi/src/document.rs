@@ -1,7 +1,7 @@
 //! From an OpenAPI 3.0 or 3.1 document to operations.
 //!
 //! Pure functions, tested natively: names (from `operationId`, else method
-//! and path, sanitised, collision-suffixed), one input schema per operation
+//! and path, by [`hearth_sdk::names`]), one input schema per operation
 //! joining its path, query and header parameters and its request body
 //! (`body`), output schemas from the first 2xx response, kinds (`GET` and
 //! `HEAD` are queries, `text/event-stream` responses subscriptions, the
@@ -14,7 +14,9 @@
 //! A reference this cannot resolve becomes `{}` (anything), so one odd
 //! schema never costs the whole service.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use hearth_sdk::names::{UniqueNames, operation_name};
 
 use serde_json::{Map, Value, json};
 
@@ -95,9 +97,6 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-/// Longest operation name the host takes.
-const MAX_NAME: usize = 64;
-
 /// Every endpoint of `doc` that `filter` keeps, in path then method order.
 pub fn endpoints(doc: &Value, filter: &Filter) -> Result<Vec<Endpoint>, String> {
     let version = doc["openapi"].as_str().unwrap_or_default();
@@ -114,7 +113,7 @@ pub fn endpoints(doc: &Value, filter: &Filter) -> Result<Vec<Endpoint>, String> 
     let paths = doc["paths"]
         .as_object()
         .ok_or("the document has no `paths` object")?;
-    let mut taken = BTreeSet::new();
+    let mut taken = UniqueNames::default();
     let mut out = Vec::new();
     for (path, item) in paths {
         let item = deref(doc, item);
@@ -129,9 +128,9 @@ pub fn endpoints(doc: &Value, filter: &Filter) -> Result<Vec<Endpoint>, String> 
                 .map(|t| t.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             let base = operation_id
-                .map(sanitise)
+                .map(operation_name)
                 .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| sanitise(&format!("{method} {path}")));
+                .unwrap_or_else(|| operation_name(&format!("{method} {path}")));
             let mut names: Vec<&str> = tags.clone();
             names.extend(operation_id);
             names.push(&base);
@@ -141,60 +140,11 @@ pub fn endpoints(doc: &Value, filter: &Filter) -> Result<Vec<Endpoint>, String> 
             let Some(endpoint) = endpoint(doc, v30, method, path, op, &shared) else {
                 continue;
             };
-            let name = unique(&base, &mut taken);
+            let name = taken.take(&base);
             out.push(Endpoint { name, ..endpoint });
         }
     }
     Ok(out)
-}
-
-/// `base`, or `base-2`, `base-3`, … the first not taken yet.
-fn unique(base: &str, taken: &mut BTreeSet<String>) -> String {
-    let mut name = base.to_owned();
-    let mut n = 2;
-    while taken.contains(&name) {
-        let suffix = format!("-{n}");
-        let keep = base.len().min(MAX_NAME - suffix.len());
-        name = format!("{}{suffix}", base[..keep].trim_end_matches('-'));
-        n += 1;
-    }
-    taken.insert(name.clone());
-    name
-}
-
-/// An operation name from `text`: camelCase split, lowercase, every run
-/// of other characters one `-`, at most 64 characters, starting with a
-/// letter (`op-` is put first otherwise).
-pub fn sanitise(text: &str) -> String {
-    let mut out = String::new();
-    let mut prev_lower = false;
-    for c in text.chars() {
-        if c.is_ascii_uppercase() {
-            if prev_lower {
-                out.push('-');
-            }
-            out.push(c.to_ascii_lowercase());
-            prev_lower = false;
-        } else if c.is_ascii_alphanumeric() || c == '_' {
-            out.push(c);
-            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        } else {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-            prev_lower = false;
-        }
-    }
-    let trimmed = out.trim_matches('-');
-    let mut name = if trimmed.starts_with(|c: char| c.is_ascii_lowercase()) {
-        trimmed.to_owned()
-    } else if trimmed.is_empty() {
-        String::new()
-    } else {
-        format!("op-{trimmed}")
-    };
-    name.truncate(MAX_NAME);
-    name.trim_end_matches('-').to_owned()
 }
 
 /// Follows a local `$ref` (`#/components/parameters/X`, …) one or more
@@ -507,19 +457,6 @@ mod tests {
     fn petstore() -> Value {
         let text = include_str!("../../../tests/fixtures/petstore-3.0.json");
         serde_json::from_str(text).unwrap()
-    }
-
-    #[test]
-    fn names_are_sanitised_and_unique() {
-        assert_eq!(sanitise("findPetsByStatus"), "find-pets-by-status");
-        assert_eq!(sanitise("get /pet/{petId}"), "get-pet-pet-id");
-        assert_eq!(sanitise("List_Users v2"), "list_users-v2");
-        assert_eq!(sanitise("2fa.verify"), "op-2fa-verify");
-        assert_eq!(sanitise(&"x".repeat(100)).len(), 64);
-        let mut taken = BTreeSet::new();
-        assert_eq!(unique("a", &mut taken), "a");
-        assert_eq!(unique("a", &mut taken), "a-2");
-        assert_eq!(unique("a", &mut taken), "a-3");
     }
 
     #[test]
