@@ -370,3 +370,58 @@ grants.env = ["/node/everything/*"]
         relayed.stderr()
     );
 }
+
+#[test]
+fn a_served_subscription_streams_through_the_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    hearth_tests::test_plugin_dir(dir.path(), "catalog");
+    let serving = TestNode::start_with_stack_in(
+        dir,
+        "[gateway]\nenabled = true\nlisten = \"127.0.0.1:0\"\n[plugins.catalog]\npath = \"catalog\"\n",
+    );
+    let gateway = serving.gateway();
+    let port = gateway
+        .base
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let calling = TestNode::start_with_stack(&format!(
+        r#"
+[plugins.remote]
+component = "openapi"
+grants.http = ["http://127.0.0.1:{port}"]
+config = {{ document = "{base}/openapi.json", bearer_token = "{token}", include = ["catalog"] }}
+"#,
+        base = gateway.base.trim_end_matches('/'),
+        token = gateway.token,
+    ));
+    let ops = calling.cli(&["ops", "--json"]).ok_json();
+    let ticks = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| {
+            o["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/node/remote/") && p.ends_with("ticks"))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("{ops}"));
+    assert_eq!(ticks["kind"], "subscription");
+    let out = calling.cli(&[
+        "call",
+        ticks["path"].as_str().unwrap(),
+        r#"{"body": {"count": 3}}"#,
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let stdout = out.stdout();
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .take(3)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[2]["n"], 2, "{stdout}");
+    assert!(stdout.contains("\"events\": 3"), "{stdout}");
+}

@@ -231,9 +231,17 @@ fn output(body: &[u8]) -> Value {
 }
 
 /// Streams a `text/event-stream` response's events to the subscriber.
+///
+/// Unnamed and `message` events are the subscription's events. A Hearth
+/// node's gateway ends its stream with `event: reply` (the call's
+/// envelope, which becomes this call's `reply`) or `event: error` (which
+/// fails this call with its text).
 fn stream(request: http::Request) -> Result<Value, CallError> {
     let mut pending = String::new();
     let mut data = String::new();
+    let mut kind = String::new();
+    let mut reply = Value::Null;
+    let mut failure: Option<String> = None;
     let mut error_body = Vec::new();
     let mut delivered = 0u64;
     let head = request.send_streaming(|head, chunk| {
@@ -245,19 +253,30 @@ fn stream(request: http::Request) -> Result<Value, CallError> {
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
             let line = line.trim_end_matches(['\r', '\n']);
-            if line.is_empty() {
-                if !data.is_empty() {
-                    let event = output(data.trim_end_matches('\n').as_bytes());
-                    match events::emit(&event) {
-                        Ok(()) => delivered += 1,
-                        Err(e) if e.code == ErrorCode::Unavailable => return Ok(false),
-                        Err(e) => return Err(e),
-                    }
-                    data.clear();
+            if !line.is_empty() {
+                if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                    data.push('\n');
+                } else if let Some(value) = line.strip_prefix("event:") {
+                    kind = value.trim().to_owned();
                 }
-            } else if let Some(value) = line.strip_prefix("data:") {
-                data.push_str(value.strip_prefix(' ').unwrap_or(value));
-                data.push('\n');
+                continue;
+            }
+            let payload = output(data.trim_end_matches('\n').as_bytes());
+            let had_data = !data.is_empty();
+            data.clear();
+            match std::mem::take(&mut kind).as_str() {
+                _ if !had_data => {}
+                "reply" => reply = payload,
+                "error" => {
+                    failure = Some(payload.to_string());
+                    return Ok(false);
+                }
+                _ => match events::emit(&payload) {
+                    Ok(()) => delivered += 1,
+                    Err(e) if e.code == ErrorCode::Unavailable => return Ok(false),
+                    Err(e) => return Err(e),
+                },
             }
         }
         Ok(events::subscribed())
@@ -270,7 +289,12 @@ fn stream(request: http::Request) -> Result<Value, CallError> {
         }
         .error_for_status()?;
     }
-    Ok(serde_json::json!({ "events": delivered }))
+    if let Some(text) = failure {
+        return Err(CallError::failed(format!(
+            "the service ended the stream with an error: {text}"
+        )));
+    }
+    Ok(serde_json::json!({ "events": delivered, "reply": reply }))
 }
 
 struct OpenApi;
@@ -295,7 +319,10 @@ impl Plugin for OpenApi {
                 output_schema: if e.kind == Kind::Subscription {
                     serde_json::json!({
                         "type": "object",
-                        "properties": { "events": { "type": "integer" } }
+                        "properties": {
+                            "events": { "type": "integer" },
+                            "reply": { "description": "The stream's closing reply, when it sends one" }
+                        }
                     })
                 } else {
                     e.output_schema.clone()
