@@ -425,3 +425,30 @@ config = {{ document = "{base}/openapi.json", bearer_token = "{token}", include 
     assert_eq!(events[2]["n"], 2, "{stdout}");
     assert!(stdout.contains("\"events\": 3"), "{stdout}");
 }
+
+#[test]
+fn a_remote_node_calls_an_adapted_tool_over_the_mesh() {
+    let server = everything();
+    let (head, worker) = (crate::mesh::seat("head"), crate::mesh::seat("worker"));
+    let worker_rest = format!(
+        "{}[plugins.everything]\ncomponent = \"mcp\"\ngrants.http = [\"http://127.0.0.1:{port}\"]\nconfig = {{ url = \"http://127.0.0.1:{port}/mcp\" }}\n",
+        head.as_peer(true, "allow = [\"/node/everything/*\"]"),
+        port = server.port
+    );
+    let head_rest = worker.as_peer(true, "");
+    let worker = worker.start("", &worker_rest);
+    let head = head.start("", &head_rest);
+    crate::mesh::wait_for_state(&head, "worker", "connected");
+    let out = head
+        .cli(&[
+            "call",
+            "/worker/everything/get-sum",
+            r#"{"a": 20, "b": 22}"#,
+        ])
+        .ok_json();
+    assert!(out.to_string().contains("42"), "{out}");
+    // The worker's grant still holds: nothing else of it is reachable.
+    let denied = head.cli(&["call", "/worker/host/plugins", "{}"]);
+    assert_eq!(denied.code(), 1, "{}", denied.stdout());
+    drop(worker);
+}
