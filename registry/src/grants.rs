@@ -115,6 +115,13 @@ pub struct GrantSet {
     /// Origins it may send HTTP requests to (`wasi:http`); none when empty.
     #[serde(default)]
     pub http: Vec<crate::HttpOrigin>,
+    /// Commands it may have the host run, each by its exact argument list.
+    #[serde(default)]
+    pub process: Vec<Vec<String>>,
+    /// Environment variables those processes inherit from the node (none
+    /// otherwise).
+    #[serde(default)]
+    pub process_env: Vec<String>,
 }
 
 /// Which inbox messages a plugin's handler receives.
@@ -345,6 +352,15 @@ impl GrantSet {
             .iter()
             .filter(|o| o.allows(scheme, host, port))
             .max_by_key(|o| o.names_host_exactly())
+    }
+
+    /// Same for a process.
+    pub fn process_grant_hint(plugin: &str, argv: &[String]) -> String {
+        let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+        format!(
+            "add [{}] to `grants.process` of [plugins.{plugin}] in stack.toml",
+            quoted.join(", ")
+        )
     }
 
     /// Same for the key-value store.

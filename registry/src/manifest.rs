@@ -76,6 +76,9 @@ pub struct RequestedCapabilities {
     /// Wants to send HTTP requests (the operator names the origins).
     #[serde(default)]
     pub http: bool,
+    /// Wants the host to run processes (the operator names each command).
+    #[serde(default)]
+    pub process: bool,
     /// Handles inbox messages with one of its operations.
     #[serde(default)]
     pub messages: Option<MessagesRequest>,

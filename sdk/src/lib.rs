@@ -60,6 +60,7 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod names;
+pub mod process;
 pub mod vault;
 
 #[doc(hidden)]

@@ -177,6 +177,7 @@ fn a_dynamic_plugin_lists_its_operations_over_http_at_load_and_again_when_told()
     assert_eq!(
         listed(&node),
         [
+            "/node/catalog/converse",
             "/node/catalog/fetch",
             "/node/catalog/refresh",
             "/node/catalog/ticks",
@@ -364,4 +365,125 @@ fn a_plugin_made_from_the_template_outside_the_repo_builds_loads_and_answers() {
     assert_eq!(second["calls"], 2);
     let bad = node.cli(&["call", "/node/greeter/greet", r#"{"name":""}"#]);
     assert!(bad.stderr().contains("invalid-input"), "{}", bad.stderr());
+}
+
+fn converse(node: &TestNode, argv: &[&str], lines: &[&str]) -> hearth_tests::CliOutput {
+    node.cli(&[
+        "call",
+        "/node/catalog/converse",
+        &serde_json::json!({ "argv": argv, "lines": lines }).to_string(),
+    ])
+}
+
+#[test]
+fn a_granted_process_is_kept_running_restarted_and_nothing_else_runs() {
+    let node = catalog_node(
+        r#"grants.process = [["/bin/cat"], ["/bin/sh", "-c", "read line; echo got $line"], ["/bin/sh", "-c", "read l; echo \"$HOME|$PATH|$CARGO\""]]
+grants.process_env = ["HOME"]"#,
+    );
+    // One process across calls: cat answers each line, same generation.
+    let first = converse(&node, &["/bin/cat"], &["one", "two"]).ok_json();
+    assert_eq!(first["replies"], serde_json::json!(["one", "two"]));
+    let again = converse(&node, &["/bin/cat"], &["three"]).ok_json();
+    assert_eq!(again["generation"], first["generation"]);
+    // A process that exits is started again on next use, as a new generation.
+    let once = converse(
+        &node,
+        &["/bin/sh", "-c", "read line; echo got $line"],
+        &["a"],
+    )
+    .ok_json();
+    assert_eq!(once["replies"], serde_json::json!(["got a"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let next = loop {
+        let out = converse(
+            &node,
+            &["/bin/sh", "-c", "read line; echo got $line"],
+            &["b"],
+        );
+        if out.code() == 0 {
+            break out.ok_json();
+        }
+        assert!(
+            out.stderr().contains("exited") || out.stderr().contains("unavailable"),
+            "{}",
+            out.stderr()
+        );
+        assert!(Instant::now() < deadline, "{}", out.stderr());
+    };
+    assert_eq!(next["replies"], serde_json::json!(["got b"]));
+    assert!(
+        next["generation"].as_u64() > once["generation"].as_u64(),
+        "{next} {once}"
+    );
+    // Only the granted environment reaches it: HOME, not the node's PATH
+    // (the shell falls back to its own default) or what cargo gave the node.
+    let env = converse(
+        &node,
+        &["/bin/sh", "-c", "read l; echo \"$HOME|$PATH|$CARGO\""],
+        &["?"],
+    )
+    .ok_json();
+    let reply = env["replies"][0].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reply.ends_with('|') && !reply.starts_with('|') && !reply.contains(".cargo"),
+        "{reply}"
+    );
+    // Anything else is denied, naming the grant to add.
+    let denied = converse(&node, &["/bin/echo", "hi"], &["x"]);
+    assert!(
+        denied
+            .stderr()
+            .contains(r#"add ["/bin/echo", "hi"] to `grants.process`"#),
+        "{}",
+        denied.stderr()
+    );
+    assert!(node.logs().contains("process started"), "{}", node.logs());
+}
+
+/// The pids of `parent`'s children, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces, so split after `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_granted_process_dies_with_a_killed_node() {
+    // `sleep` ignores its stdin: only the kernel's parent-death signal
+    // ends it when the node is killed.
+    let mut node = catalog_node(r#"grants.process = [["/bin/sleep", "1000"]]"#);
+    converse(&node, &["/bin/sleep", "1000"], &[]).ok_json();
+    let cats: Vec<u32> = children_of(node.pid())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .collect();
+    assert_eq!(cats.len(), 1, "{cats:?}");
+    node.kill9();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Gone, or a zombie nobody reaps yet: either way not running.
+    while std::fs::read_to_string(format!("/proc/{}/stat", cats[0])).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    }) {
+        assert!(Instant::now() < deadline, "sleep outlived its node");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

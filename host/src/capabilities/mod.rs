@@ -18,6 +18,7 @@
 //! | [`config`] | `config`  | always (its own table)        | —                         |
 //! | [`events`] | `events`  | always (its subscriptions)    | —                         |
 //! | [`discovery`] | `discovery` | always (dynamic plugins) | `dynamic = true`          |
+//! | [`process`] | `process` | `grants.process = [[argv]]`, `grants.process_env` | `capabilities.process` |
 //! | [`http`]   | `wasi:http/outgoing-handler` | `grants.http = [origins]` | `capabilities.http` |
 //!
 //! Adding a capability: its interface in `wit/`, one module here (plus a
@@ -32,6 +33,7 @@ pub mod events;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod process;
 pub mod vault;
 
 use wasmtime::component::Linker;
@@ -48,5 +50,6 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     config::add_to_linker(linker)?;
     events::add_to_linker(linker)?;
     discovery::add_to_linker(linker)?;
+    process::add_to_linker(linker)?;
     http::add_to_linker(linker)
 }

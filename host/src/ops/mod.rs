@@ -201,6 +201,7 @@ impl Node {
             resources.insert(vault.clone());
             resources.insert(secrets);
             resources.insert(Arc::new(changes));
+            resources.insert(Arc::new(crate::capabilities::process::Processes::default()));
             resources.insert(Arc::new(DockerEngine::new(
                 config.docker_socket.clone(),
                 &config.name,

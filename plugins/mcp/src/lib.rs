@@ -17,8 +17,8 @@
 //! as output. A call is `tools/call`: `structuredContent` is the output when
 //! present, else `{ content }`; `isError` results fail with the server's
 //! text; JSON-RPC errors map to typed errors. A session the server forgot
-//! (404) is opened again once. Servers on stdio need host-run processes,
-//! which this host does not offer yet.
+//! (404) is opened again once. Servers on stdio (over the host's
+//! `process` capability) are not spoken yet.
 
 use std::cell::RefCell;
 

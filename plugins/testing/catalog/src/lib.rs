@@ -96,6 +96,36 @@ fn ticks(_cx: &Context, input: TicksInput) -> Result<Done, CallError> {
     Ok(Done { ok: true })
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct ConverseInput {
+    /// The granted command.
+    argv: Vec<String>,
+    /// Lines to write; one line is read back after each.
+    lines: Vec<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Conversation {
+    /// The process's start count when the call began.
+    generation: u64,
+    /// What it answered, line by line (`null`: nothing within 5 s).
+    replies: Vec<Option<String>>,
+}
+
+/// Writes each line to a granted process and reads one line back.
+fn converse(_cx: &Context, input: ConverseInput) -> Result<Conversation, CallError> {
+    let generation = hearth_sdk::process::generation(&input.argv)?;
+    let mut replies = Vec::new();
+    for line in &input.lines {
+        hearth_sdk::process::write_line(&input.argv, line)?;
+        replies.push(hearth_sdk::process::read_line(&input.argv, 5000)?);
+    }
+    Ok(Conversation {
+        generation,
+        replies,
+    })
+}
+
 struct Catalog;
 
 impl Plugin for Catalog {
@@ -105,6 +135,11 @@ impl Plugin for Catalog {
             "refresh",
             "Ask the host to list the operations again.",
             refresh,
+        );
+        ops.mutation(
+            "converse",
+            "Write lines to a granted process, reading one back after each.",
+            converse,
         );
         ops.subscription("ticks", "Stream `count` ticks.", ticks)
             .emits::<Tick>();

@@ -1,0 +1,339 @@
+//! The `process` capability: lines to and from processes the operator
+//! granted a plugin by their exact argument list.
+//!
+//! Grant: `grants.process = [["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv"]]`,
+//! and `grants.process_env = ["PATH", "HOME"]` for the environment variables
+//! they inherit from the node (none otherwise). Manifest request:
+//! `capabilities.process = true`.
+//!
+//! One process per (plugin, argument list), kept in [`Processes`] for the
+//! node's life: started on first use, started again after it exits (not
+//! sooner than a backoff that doubles, from 100 ms to 30 s, while it keeps
+//! dying within 5 s of starting), killed when the node stops — on drop,
+//! and by the kernel if the node itself is killed (`PR_SET_PDEATHSIG`).
+//! Its stderr goes to the node's log tagged with the plugin. A call takes
+//! the process's lock on first use and keeps it until it returns (a slot
+//! of the call), so concurrent calls never interleave their lines.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearth_registry::{CallError, ErrorCode, GrantSet};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{OwnedMutexGuard, mpsc};
+use wasmtime::component::{HasData, Linker};
+
+use crate::runtime::CallState;
+use crate::runtime::bindings::{self, hearth::node::process, wit};
+
+/// Lines of stdout buffered before the process waits for a reader.
+const LINE_QUEUE: usize = 1024;
+/// Longest stdout line kept; longer ones are cut (and say so).
+const MAX_LINE: usize = 16 << 20;
+/// A process that lived this long before exiting resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(5);
+
+/// One process's state, locked by the call using it.
+type Shared = Arc<tokio::sync::Mutex<Supervised>>;
+
+/// A process is the plugin's own, per argument list.
+type Key = (Arc<str>, Vec<String>);
+
+/// Every process the node runs for plugins, by (plugin, argument list).
+#[derive(Default)]
+pub struct Processes {
+    table: Mutex<HashMap<Key, Shared>>,
+}
+
+/// One granted command, running or waiting to run again.
+struct Supervised {
+    plugin: Arc<str>,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    live: Option<Live>,
+    generation: u64,
+    /// Quick deaths in a row, for the backoff.
+    failures: u32,
+    started: Option<Instant>,
+    exited: Option<Instant>,
+}
+
+struct Live {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Processes {
+    fn entry(
+        &self,
+        plugin: &Arc<str>,
+        argv: &[String],
+        env: Vec<(String, String)>,
+    ) -> Arc<tokio::sync::Mutex<Supervised>> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .entry((plugin.clone(), argv.to_vec()))
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(Supervised {
+                    plugin: plugin.clone(),
+                    argv: argv.to_vec(),
+                    env,
+                    live: None,
+                    generation: 0,
+                    failures: 0,
+                    started: None,
+                    exited: None,
+                }))
+            })
+            .clone()
+    }
+}
+
+impl Supervised {
+    /// Running, starting it (after the backoff) when it is not.
+    async fn ensure_live(&mut self) -> Result<(), CallError> {
+        let running = match self.live.as_mut() {
+            Some(live) => matches!(live.child.try_wait(), Ok(None)),
+            None => false,
+        };
+        if !running {
+            if self.live.take().is_some() {
+                let now = Instant::now();
+                let quick = self.started.is_some_and(|s| now - s < STABLE_AFTER);
+                self.failures = if quick { self.failures + 1 } else { 0 };
+                self.exited = Some(now);
+                tracing::warn!(plugin = %self.plugin, process = %self.argv[0], "process exited; starting it again on next use");
+            }
+            if let Some(exited) = self.exited {
+                let backoff = Duration::from_millis(100)
+                    .saturating_mul(1 << self.failures.min(9))
+                    .min(Duration::from_secs(30));
+                tokio::time::sleep_until((exited + backoff).into()).await;
+            }
+            self.live = Some(self.spawn()?);
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> Result<Live, CallError> {
+        let mut command = tokio::process::Command::new(&self.argv[0]);
+        command
+            .args(&self.argv[1..])
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        die_with_the_node(&mut command);
+        let mut child = command.spawn().map_err(|e| {
+            CallError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "cannot start `{}` for plugin `{}`: {e}",
+                    self.argv[0], self.plugin
+                ),
+            )
+        })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(unavailable(self, "has no pipes"));
+        };
+        let (tx, lines) = mpsc::channel(LINE_QUEUE);
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match (&mut reader)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut line)
+                    .await
+                {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        let text = text.trim_end_matches(['\r', '\n']).to_owned();
+                        if tx.send(text).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let plugin = self.plugin.clone();
+        let program = self.argv[0].clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let line: String = line.chars().take(4096).collect();
+                tracing::info!(plugin = %plugin, process = %program, "{line}");
+            }
+        });
+        self.generation += 1;
+        self.started = Some(Instant::now());
+        tracing::info!(plugin = %self.plugin, process = %self.argv[0], generation = self.generation, "process started");
+        Ok(Live {
+            child,
+            stdin,
+            lines,
+        })
+    }
+}
+
+/// Asks the kernel to kill the child when the node dies, even by kill -9.
+fn die_with_the_node(command: &mut tokio::process::Command) {
+    #[allow(unsafe_code)]
+    // SAFETY: between fork and exec only async-signal-safe calls are made
+    // (prctl), and nothing is allocated.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+fn unavailable(process: &Supervised, what: &str) -> CallError {
+    CallError::new(
+        ErrorCode::Unavailable,
+        format!(
+            "process `{}` of plugin `{}` {what}",
+            process.argv[0], process.plugin
+        ),
+    )
+}
+
+/// The processes this call holds, by argument list.
+#[derive(Default)]
+struct Held(HashMap<Vec<String>, OwnedMutexGuard<Supervised>>);
+
+/// `process` as one call's plugin sees it.
+pub struct Process<'a>(&'a mut CallState);
+
+struct ProcessData;
+
+impl HasData for ProcessData {
+    type Data<'a> = Process<'a>;
+}
+
+/// Links `hearth:node/process`.
+pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    process::add_to_linker::<CallState, ProcessData>(linker, |state| Process(state))
+}
+
+impl Process<'_> {
+    /// The process `argv`, held by this call, running.
+    async fn held(
+        &mut self,
+        argv: &[String],
+    ) -> Result<&mut OwnedMutexGuard<Supervised>, CallError> {
+        let caller = self.0.caller();
+        let plugin = caller.plugin.clone();
+        if !caller.grants.process.iter().any(|granted| granted == argv) {
+            return Err(CallError::new(
+                ErrorCode::Denied,
+                format!(
+                    "plugin `{plugin}` may not run {argv:?}; {}",
+                    GrantSet::process_grant_hint(&plugin, argv)
+                ),
+            ));
+        }
+        let env: Vec<(String, String)> = caller
+            .grants
+            .process_env
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+            .collect();
+        let deadline = caller.ctx.deadline;
+        if !self.0.slot(Held::default).0.contains_key(argv) {
+            let processes = self.0.resource::<Processes>("processes")?;
+            let entry = processes.entry(&plugin, argv, env);
+            let guard = tokio::time::timeout_at(deadline.into(), entry.lock_owned())
+                .await
+                .map_err(|_| {
+                    CallError::new(
+                        ErrorCode::Timeout,
+                        format!(
+                            "process `{}` stayed busy with other calls until this call's deadline",
+                            argv[0]
+                        ),
+                    )
+                })?;
+            self.0.slot(Held::default).0.insert(argv.to_vec(), guard);
+        }
+        let held = self
+            .0
+            .slot(Held::default)
+            .0
+            .get_mut(argv)
+            .ok_or_else(|| CallError::new(ErrorCode::Failed, "lost the process lock"))?;
+        tokio::time::timeout_at(deadline.into(), held.ensure_live())
+            .await
+            .map_err(|_| {
+                CallError::new(
+                    ErrorCode::Timeout,
+                    format!("process `{}` did not start before the deadline", argv[0]),
+                )
+            })??;
+        Ok(held)
+    }
+}
+
+impl process::Host for Process<'_> {
+    async fn generation(
+        &mut self,
+        argv: Vec<String>,
+    ) -> wasmtime::Result<Result<u64, wit::CallError>> {
+        let result = self.held(&argv).await.map(|p| p.generation);
+        bindings::to_wit(result)
+    }
+
+    async fn write_line(
+        &mut self,
+        argv: Vec<String>,
+        line: String,
+    ) -> wasmtime::Result<Result<(), wit::CallError>> {
+        let result = async {
+            let process = self.held(&argv).await?;
+            let Some(live) = process.live.as_mut() else {
+                return Err(unavailable(process, "is not running"));
+            };
+            let mut bytes = line.into_bytes();
+            bytes.push(b'\n');
+            let written = async {
+                live.stdin.write_all(&bytes).await?;
+                live.stdin.flush().await
+            }
+            .await;
+            written.map_err(|e| unavailable(process, &format!("exited (writing its stdin: {e})")))
+        }
+        .await;
+        bindings::to_wit(result)
+    }
+
+    async fn read_line(
+        &mut self,
+        argv: Vec<String>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Option<String>, wit::CallError>> {
+        let deadline = self.0.caller().ctx.deadline;
+        let result = async {
+            let process = self.held(&argv).await?;
+            let Some(live) = process.live.as_mut() else {
+                return Err(unavailable(process, "is not running"));
+            };
+            let until = (Instant::now() + Duration::from_millis(timeout_ms.into())).min(deadline);
+            match tokio::time::timeout_at(until.into(), live.lines.recv()).await {
+                Err(_) => Ok(None),
+                Ok(Some(line)) => Ok(Some(line)),
+                Ok(None) => Err(unavailable(process, "exited")),
+            }
+        }
+        .await;
+        bindings::to_wit(result)
+    }
+}

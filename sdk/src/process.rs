@@ -1,0 +1,29 @@
+//! Lines to and from processes the operator granted this plugin by their
+//! exact argument list (`grants.process = [["node", "server.js"]]` in
+//! `stack.toml`).
+//!
+//! The host keeps one process per argument list for the plugin, starts it
+//! on first use and again after it exits ([`generation`] tells you it
+//! did), and holds it for your call until the call returns. Its stderr goes
+//! to the node's log; it inherits no environment variable the operator did
+//! not list in `grants.process_env`.
+
+use crate::CallError;
+use crate::bindings::hearth::node::process as wit_process;
+
+/// How many times `argv` has been started (starting it now if needed); a
+/// new number means any session with the old process is gone.
+pub fn generation(argv: &[String]) -> Result<u64, CallError> {
+    wit_process::generation(argv)
+}
+
+/// Writes `line` and a newline to its stdin.
+pub fn write_line(argv: &[String], line: &str) -> Result<(), CallError> {
+    wit_process::write_line(argv, line)
+}
+
+/// The next line of its stdout, waiting up to `timeout_ms` (never past the
+/// call's deadline); `None` when none came.
+pub fn read_line(argv: &[String], timeout_ms: u32) -> Result<Option<String>, CallError> {
+    wit_process::read_line(argv, timeout_ms)
+}
