@@ -452,3 +452,77 @@ fn a_remote_node_calls_an_adapted_tool_over_the_mesh() {
     assert_eq!(denied.code(), 1, "{}", denied.stdout());
     drop(worker);
 }
+
+#[test]
+fn a_stdio_mcp_servers_tools_work_on_files() {
+    let dir = hearth_tests::require_npm(
+        "mcp-filesystem",
+        &["@modelcontextprotocol/server-filesystem"],
+    );
+    let script = dir.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    let share = tempfile::tempdir().unwrap();
+    let share = share.path().canonicalize().unwrap();
+    std::fs::write(share.join("hello.txt"), "hello from disk\n").unwrap();
+    let argv = serde_json::json!([
+        "node",
+        script.display().to_string(),
+        share.display().to_string()
+    ]);
+    let node = TestNode::start_with_stack(&format!(
+        r#"
+[plugins.files]
+component = "mcp"
+grants.process = [{argv}]
+grants.process_env = ["PATH", "HOME"]
+config = {{ command = {argv} }}
+"#
+    ));
+    let ops = node.cli(&["ops", "--json"]).ok_json();
+    let kind = |name: &str| {
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["path"] == format!("/node/files/{name}"))
+            .map(|o| o["kind"].clone())
+            .unwrap_or_else(|| panic!("no {name} in {ops}"))
+    };
+    // A read-only tool is a query; one that writes a mutation.
+    assert_eq!(kind("read_text_file"), "query");
+    assert_eq!(kind("list_directory"), "query");
+    assert_eq!(kind("write_file"), "mutation");
+
+    let path = |name: &str| share.join(name).display().to_string();
+    let read = node
+        .cli(&[
+            "call",
+            "/node/files/read_text_file",
+            &serde_json::json!({ "path": path("hello.txt") }).to_string(),
+        ])
+        .ok_json();
+    assert!(read.to_string().contains("hello from disk"), "{read}");
+    node.cli(&[
+        "call",
+        "/node/files/write_file",
+        &serde_json::json!({ "path": path("new.txt"), "content": "written by hearth" }).to_string(),
+    ])
+    .ok_json();
+    assert_eq!(
+        std::fs::read_to_string(share.join("new.txt")).unwrap(),
+        "written by hearth"
+    );
+    let listed = node
+        .cli(&[
+            "call",
+            "/node/files/list_directory",
+            &serde_json::json!({ "path": share.display().to_string() }).to_string(),
+        ])
+        .ok_json();
+    assert!(listed.to_string().contains("new.txt"), "{listed}");
+    // Outside its directory the server refuses: a failed call with its text.
+    let outside = node.cli(&[
+        "call",
+        "/node/files/read_text_file",
+        r#"{"path": "/etc/hostname"}"#,
+    ]);
+    assert_eq!(outside.code(), 1, "{}", outside.stdout());
+}

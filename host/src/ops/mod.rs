@@ -150,12 +150,17 @@ impl Node {
             kv.clone(),
             vault.clone(),
         ));
+        // The processes plugins have the host run, shared by listing and
+        // calls so a server started at load keeps serving.
+        let processes = Arc::new(crate::capabilities::process::Processes::default());
         // What a dynamic plugin may use while it lists its operations: its
-        // secrets (credentials for the service it describes), nothing that
-        // changes state.
+        // secrets (credentials for the service it describes) and its
+        // granted processes (a stdio server to ask), nothing that changes
+        // the node's state.
         let listing = {
             let mut listing = Resources::default();
             listing.insert(secrets.clone());
+            listing.insert(processes.clone());
             Arc::new(listing)
         };
         let mut plugins = BTreeMap::new();
@@ -201,7 +206,7 @@ impl Node {
             resources.insert(vault.clone());
             resources.insert(secrets);
             resources.insert(Arc::new(changes));
-            resources.insert(Arc::new(crate::capabilities::process::Processes::default()));
+            resources.insert(processes);
             resources.insert(Arc::new(DockerEngine::new(
                 config.docker_socket.clone(),
                 &config.name,

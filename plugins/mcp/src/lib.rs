@@ -5,6 +5,7 @@
 //! | config key     | meaning                                                     |
 //! |----------------|-------------------------------------------------------------|
 //! | `url`          | the server's Streamable HTTP endpoint, within `grants.http` |
+//! | `command`      | or: a stdio server's argument list, within `grants.process` |
 //! | `bearer_token` | sent as `Authorization: Bearer …` (usually `{ secret = … }`) |
 //! | `include`      | only these tools (a list of tool names)                     |
 //! | `exclude`      | never these tools                                           |
@@ -17,8 +18,10 @@
 //! as output. A call is `tools/call`: `structuredContent` is the output when
 //! present, else `{ content }`; `isError` results fail with the server's
 //! text; JSON-RPC errors map to typed errors. A session the server forgot
-//! (404) is opened again once. Servers on stdio (over the host's
-//! `process` capability) are not spoken yet.
+//! (404) is opened again once. A stdio server runs as a host process
+//! (`grants.process`), kept across calls: a new process (its generation
+//! changed) gets a new session; responses are matched by id, and lines of
+//! an abandoned call are skipped.
 
 use std::cell::RefCell;
 
@@ -47,8 +50,14 @@ struct Tool {
 #[derive(Default)]
 struct State {
     session: Option<Option<String>>,
+    /// For a stdio server: the process generation this instance opened
+    /// its session with.
+    stdio_generation: Option<u64>,
     tools: Option<Vec<Tool>>,
     next_id: u64,
+    /// Random per instance, so ids never repeat across instances sharing
+    /// one stdio process.
+    salt: u64,
 }
 
 thread_local! {
@@ -58,17 +67,55 @@ thread_local! {
 fn url() -> Result<String, CallError> {
     config::get("url")?.ok_or_else(|| {
         CallError::invalid_input(
-            "config `url` is not set: give the server's Streamable HTTP endpoint, such as \"http://127.0.0.1:3001/mcp\"",
+            "config `url` is not set: give the server's Streamable HTTP endpoint, such as \"http://127.0.0.1:3001/mcp\", or `command`, a stdio server's argument list",
         )
     })
 }
 
-fn next_id() -> u64 {
+/// A request id no other instance uses: `<random>-<n>`.
+fn next_id() -> Value {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
+        if s.salt == 0 {
+            use std::hash::{BuildHasher, Hasher};
+            s.salt = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+                | 1;
+        }
         s.next_id += 1;
-        s.next_id
+        json!(format!("{:x}-{}", s.salt, s.next_id))
     })
+}
+
+/// The stdio server's argument list, when `command` is configured.
+fn command() -> Result<Option<Vec<String>>, CallError> {
+    config::get_json::<Vec<String>>("command")
+}
+
+/// Writes one message to the stdio server; reads until the response to
+/// `id` (skipping notifications, requests and answers of abandoned calls).
+fn exchange_stdio(
+    argv: &[String],
+    message: &Value,
+    id: Option<&Value>,
+) -> Result<Option<Value>, CallError> {
+    hearth_sdk::process::write_line(argv, &message.to_string())?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    loop {
+        // The call's deadline ends this loop if the server never answers.
+        let Some(line) = hearth_sdk::process::read_line(argv, 1000)? else {
+            continue;
+        };
+        let Ok(value) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if &value["id"] == id && (value.get("result").is_some() || value.get("error").is_some()) {
+            return Ok(Some(value));
+        }
+    }
 }
 
 /// Posts one JSON-RPC message; returns the response to `id` (None for a
@@ -76,7 +123,7 @@ fn next_id() -> u64 {
 fn post(
     message: &Value,
     session: Option<&str>,
-    id: Option<u64>,
+    id: Option<&Value>,
 ) -> Result<(Option<Value>, Option<String>), CallError> {
     let mut request = http::post(url()?)
         .header("accept", "application/json, text/event-stream")
@@ -110,7 +157,7 @@ fn post(
     };
     let answer = messages
         .into_iter()
-        .find(|m| m["id"] == json!(id) && (m.get("result").is_some() || m.get("error").is_some()))
+        .find(|m| &m["id"] == id && (m.get("result").is_some() || m.get("error").is_some()))
         .ok_or_else(|| CallError {
             code: ErrorCode::Unavailable,
             message: "the MCP server answered without a response to the request".into(),
@@ -135,9 +182,8 @@ fn sse_messages(body: &str) -> Vec<Value> {
     out
 }
 
-/// Opens a session: `initialize`, then `notifications/initialized`.
-fn open_session() -> Result<Option<String>, CallError> {
-    let id = next_id();
+/// The `initialize` request and the `initialized` notification.
+fn handshake(id: &Value) -> (Value, Value) {
     let init = json!({
         "jsonrpc": "2.0",
         "id": id,
@@ -148,11 +194,34 @@ fn open_session() -> Result<Option<String>, CallError> {
             "clientInfo": { "name": "hearth-mcp", "version": env!("CARGO_PKG_VERSION") }
         }
     });
-    let (answer, session) = post(&init, None, Some(id))?;
-    result_of(answer)?;
     let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    (init, initialized)
+}
+
+/// Opens an HTTP session: `initialize`, then `notifications/initialized`.
+fn open_session() -> Result<Option<String>, CallError> {
+    let id = next_id();
+    let (init, initialized) = handshake(&id);
+    let (answer, session) = post(&init, None, Some(&id))?;
+    result_of(answer)?;
     post(&initialized, session.as_deref(), None)?;
     Ok(session)
+}
+
+/// Calls `method` on a stdio server, opening a session with each new
+/// process.
+fn rpc_stdio(argv: &[String], method: &str, params: Value) -> Result<Value, CallError> {
+    let generation = hearth_sdk::process::generation(argv)?;
+    if STATE.with(|s| s.borrow().stdio_generation) != Some(generation) {
+        let id = next_id();
+        let (init, initialized) = handshake(&id);
+        result_of(exchange_stdio(argv, &init, Some(&id))?)?;
+        exchange_stdio(argv, &initialized, None)?;
+        STATE.with(|s| s.borrow_mut().stdio_generation = Some(generation));
+    }
+    let id = next_id();
+    let message = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+    result_of(exchange_stdio(argv, &message, Some(&id))?)
 }
 
 /// The result of a JSON-RPC response, or its error as a typed error.
@@ -176,6 +245,9 @@ fn result_of(answer: Option<Value>) -> Result<Value, CallError> {
 /// Calls `method` in this instance's session, opening one (again) when
 /// needed.
 fn rpc(method: &str, params: Value) -> Result<Value, CallError> {
+    if let Some(argv) = command()? {
+        return rpc_stdio(&argv, method, params);
+    }
     for attempt in 0..2 {
         let session = match STATE.with(|s| s.borrow().session.clone()) {
             Some(session) => session,
@@ -187,7 +259,7 @@ fn rpc(method: &str, params: Value) -> Result<Value, CallError> {
         };
         let id = next_id();
         let message = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        match post(&message, session.as_deref(), Some(id)) {
+        match post(&message, session.as_deref(), Some(&id)) {
             Ok((answer, _)) => return result_of(answer),
             // The server forgot the session: open another, once.
             Err(e) if e.code == ErrorCode::NotFound && attempt == 0 => {
