@@ -439,6 +439,9 @@ grants.process_env = ["HOME"]"#,
         denied.stderr()
     );
     assert!(node.logs().contains("process started"), "{}", node.logs());
+    // `host plugins` shows what it may run.
+    let plugins = node.cli(&["plugins"]).stdout();
+    assert!(plugins.contains(r#"process=["/bin/cat"]"#), "{plugins}");
 }
 
 /// The pids of `parent`'s children, from /proc.

@@ -192,6 +192,9 @@ pub fn print_plugins(plugins: &[PluginEntry]) {
         if !p.grants.http.is_empty() {
             extra.push_str(&format!(" http=[{}]", p.grants.http.join(", ")));
         }
+        for argv in &p.grants.process {
+            extra.push_str(&format!(" process={argv:?}"));
+        }
         if !p.grants.secrets.is_empty() {
             extra.push_str(&format!(" secrets=[{}]", p.grants.secrets.join(", ")));
         }

@@ -552,6 +552,18 @@ fn plugin(
     for (key, value) in &entry.config {
         flatten_config(file, name, key, value, &mut config, &mut secret_refs)?;
     }
+    if entry
+        .grants
+        .process
+        .iter()
+        .any(|argv| argv.first().is_none_or(|program| program.is_empty()))
+    {
+        return Err(file.invalid(
+            format!("plugins.{name}.grants.process"),
+            "has an empty command",
+            "write each command as its argument list, program first: [[\"node\", \"server.js\"]]",
+        ));
+    }
     for (key, secret) in &secret_refs {
         if !entry.grants.secrets.contains(secret) {
             return Err(file.invalid(
@@ -660,6 +672,9 @@ fn warn_unrequested(name: &str, grants: &GrantSet, manifest: &PluginManifest) {
     }
     if !grants.http.is_empty() && !asked.http {
         extra.push("http");
+    }
+    if !grants.process.is_empty() && !asked.process {
+        extra.push("process");
     }
     if !extra.is_empty() {
         tracing::warn!(

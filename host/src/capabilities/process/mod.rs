@@ -233,7 +233,9 @@ impl Process<'_> {
     ) -> Result<&mut OwnedMutexGuard<Supervised>, CallError> {
         let caller = self.0.caller();
         let plugin = caller.plugin.clone();
-        if !caller.grants.process.iter().any(|granted| granted == argv) {
+        // Granted commands are never empty (checked when the stack was
+        // resolved), so this also keeps `argv[0]` below in bounds.
+        if argv.is_empty() || !caller.grants.process.iter().any(|granted| granted == argv) {
             return Err(CallError::new(
                 ErrorCode::Denied,
                 format!(

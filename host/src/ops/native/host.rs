@@ -312,6 +312,9 @@ pub struct GrantsInfo {
     /// Secrets its configuration may refer to (names only).
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Commands the host may run for it, by argument list.
+    #[serde(default)]
+    pub process: Vec<Vec<String>>,
 }
 
 /// What a plugin's manifest asks for (asking grants nothing).
@@ -328,6 +331,9 @@ pub struct RequestedInfo {
     /// Outbound HTTP.
     #[serde(default)]
     pub http: bool,
+    /// Host-run processes.
+    #[serde(default)]
+    pub process: bool,
     /// Its operations are discovered at load and may change.
     #[serde(default)]
     pub dynamic: bool,
@@ -389,6 +395,7 @@ impl NativeOp for Plugins {
                             .and_then(|d| serde_json::to_value(d).ok()),
                         http: p.grants.http.iter().map(ToString::to_string).collect(),
                         secrets: p.grants.secrets.clone(),
+                        process: p.grants.process.clone(),
                     },
                     requested: RequestedInfo {
                         kv: requested.kv,
@@ -396,6 +403,7 @@ impl NativeOp for Plugins {
                         vault: requested.vault.iter().map(ToString::to_string).collect(),
                         docker: requested.docker,
                         http: requested.http,
+                        process: requested.process,
                         dynamic: p.manifest.dynamic,
                     },
                     limits: PluginLimits {
