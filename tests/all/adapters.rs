@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use hearth_tests::TestNode;
 
-/// A Prism mock server for `document`, killed on drop.
-struct Prism {
+/// A server the test started, listening on `port`; killed on drop.
+struct Server {
     child: Child,
     port: u16,
 }
 
-impl Drop for Prism {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -25,26 +25,34 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-fn prism(document: &std::path::Path) -> Prism {
-    let dir = hearth_tests::require_npm("prism", &["@stoplight/prism-cli@5"]);
-    let port = free_port();
-    let child = Command::new(dir.join("node_modules/.bin/prism"))
-        .args(["mock", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .arg(document)
+/// Starts `command` (told its port by `port`) and waits until it listens.
+fn serve(what: &str, mut command: Command, port: u16) -> Server {
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start prism");
-    let prism = Prism { child, port };
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let server = Server { child, port };
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "prism did not listen on {port}");
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    prism
+    server
 }
 
-fn petstore_node(prism: &Prism, extra: &str) -> TestNode {
+/// A Prism mock server for `document`.
+fn prism(document: &std::path::Path) -> Server {
+    let dir = hearth_tests::require_npm("prism", &["@stoplight/prism-cli@5"]);
+    let port = free_port();
+    let mut command = Command::new(dir.join("node_modules/.bin/prism"));
+    command
+        .args(["mock", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg(document);
+    serve("prism", command, port)
+}
+
+fn petstore_node(prism: &Server, extra: &str) -> TestNode {
     let fixture = hearth_tests::repo_root().join("tests/fixtures/petstore-3.0.json");
     TestNode::start_with_stack(&format!(
         r#"
@@ -228,43 +236,19 @@ grants.env = ["/node/remote/*"]
     );
 }
 
-/// `server-everything` over Streamable HTTP on a free port, killed on drop.
-struct Everything {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Everything {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn everything() -> Everything {
+/// `server-everything` over Streamable HTTP on a free port.
+fn everything() -> Server {
     let dir = hearth_tests::require_npm(
         "mcp-everything",
         &["@modelcontextprotocol/server-everything"],
     );
     let port = free_port();
-    let child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
         .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server-everything");
-    let server = Everything { child, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "server-everything did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    server
+        .env("PORT", port.to_string());
+    serve("server-everything", command, port)
 }
 
 #[test]

@@ -18,6 +18,16 @@ fn catalog_node(extra: &str) -> TestNode {
     )
 }
 
+/// What `host serve` printed refusing the `catalog` plugin with `extra`.
+fn catalog_refused(extra: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    hearth_tests::test_plugin_dir(dir.path(), "catalog");
+    crate::config::serve_refused(
+        dir.path(),
+        &format!("[plugins.catalog]\npath = \"catalog\"\n{extra}\n"),
+    )
+}
+
 fn fetch(node: &TestNode, url: &str) -> hearth_tests::CliOutput {
     node.cli(&[
         "call",
@@ -255,18 +265,12 @@ fn bad_discovered_specs_are_refused_naming_plugin_operation_and_problem() {
         ),
     ];
     for (catalog, problem) in cases {
-        let ops = Arc::new(Mutex::new(catalog));
-        let server = catalog_server(ops);
-        let dir = tempfile::tempdir().unwrap();
-        hearth_tests::test_plugin_dir(dir.path(), "catalog");
-        let err = crate::config::serve_refused(
-            dir.path(),
-            &format!(
-                "[plugins.catalog]\npath = \"catalog\"\ngrants.http = [\"http://127.0.0.1:{}\"]\nconfig = {{ catalog = \"{}\" }}\n",
-                server.port,
-                server.url("/ops.json")
-            ),
-        );
+        let server = catalog_server(Arc::new(Mutex::new(catalog)));
+        let err = catalog_refused(&format!(
+            "grants.http = [\"http://127.0.0.1:{}\"]\nconfig = {{ catalog = \"{}\" }}",
+            server.port,
+            server.url("/ops.json")
+        ));
         assert!(err.contains("plugin `catalog`"), "{err}");
         assert!(err.contains(problem), "{problem}: {err}");
         if !problem.contains("name") {
@@ -274,17 +278,11 @@ fn bad_discovered_specs_are_refused_naming_plugin_operation_and_problem() {
         }
     }
     // Without the HTTP grant, discovery fails at load with the reason.
-    let ops = Arc::new(Mutex::new(serde_json::json!([op("weather")])));
-    let server = catalog_server(ops);
-    let dir = tempfile::tempdir().unwrap();
-    hearth_tests::test_plugin_dir(dir.path(), "catalog");
-    let err = crate::config::serve_refused(
-        dir.path(),
-        &format!(
-            "[plugins.catalog]\npath = \"catalog\"\nconfig = {{ catalog = \"{}\" }}\n",
-            server.url("/ops.json")
-        ),
-    );
+    let server = catalog_server(Arc::new(Mutex::new(serde_json::json!([op("weather")]))));
+    let err = catalog_refused(&format!(
+        "config = {{ catalog = \"{}\" }}",
+        server.url("/ops.json")
+    ));
     assert!(
         err.contains("plugin `catalog`: could not list its operations (denied)"),
         "{err}"
