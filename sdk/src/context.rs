@@ -7,11 +7,16 @@ use crate::bindings::hearth::node::types::CallContext;
 #[derive(Debug, Clone)]
 pub struct Context {
     inner: CallContext,
+    /// When the call reached the plugin, for [`Context::time_left`].
+    started: std::time::Instant,
 }
 
 impl Context {
     pub(crate) fn new(inner: CallContext) -> Self {
-        Context { inner }
+        Context {
+            inner,
+            started: std::time::Instant::now(),
+        }
     }
 
     /// A context for a native unit test of a handler (`cargo test`, no
@@ -43,6 +48,7 @@ impl Context {
                 trusted: false,
                 depth: 0,
             },
+            started: std::time::Instant::now(),
         }
     }
 
@@ -74,6 +80,14 @@ impl Context {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// How long until the call's deadline, now. The host ends the call
+    /// then; a plugin that wants to tidy up first (tell a server to stop
+    /// working on the request) gives up a little before.
+    pub fn time_left(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.inner.deadline_ms)
+            .saturating_sub(self.started.elapsed())
     }
 
     /// Milliseconds left before the deadline when the call started.

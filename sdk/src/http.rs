@@ -236,14 +236,28 @@ impl Request {
             let stream = incoming
                 .stream()
                 .map_err(|()| fail("no response body stream"))?;
+            let mut last_bytes = std::time::Instant::now();
             loop {
                 match stream.blocking_read(64 * 1024) {
                     Ok(bytes) => {
+                        last_bytes = std::time::Instant::now();
                         if !on_chunk(&head, &bytes)? {
                             break;
                         }
                     }
                     Err(StreamError::Closed) => break,
+                    // The between-bytes timeout ends the body without
+                    // always saying so: the quiet time does.
+                    Err(_) if self.timeout.is_some_and(|t| last_bytes.elapsed() >= t) => {
+                        return Err(CallError {
+                            code: ErrorCode::Timeout,
+                            message: format!(
+                                "{} sent nothing more within {:?}",
+                                url.origin(),
+                                self.timeout.unwrap_or_default()
+                            ),
+                        });
+                    }
                     Err(e) => return Err(stream_error(&url, e)),
                 }
             }

@@ -61,6 +61,7 @@ pub mod kv;
 pub mod log;
 pub mod names;
 pub mod process;
+pub mod sse;
 pub mod vault;
 
 #[doc(hidden)]

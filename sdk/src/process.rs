@@ -27,3 +27,23 @@ pub fn write_line(argv: &[String], line: &str) -> Result<(), CallError> {
 pub fn read_line(argv: &[String], timeout_ms: u32) -> Result<Option<String>, CallError> {
     wit_process::read_line(argv, timeout_ms)
 }
+
+/// The note kept with the running process for this plugin (shared by its
+/// instances, forgotten when the process starts again): set it once a
+/// session is open, and every instance knows not to open another.
+pub fn memo(argv: &[String]) -> Result<Option<String>, CallError> {
+    wit_process::memo(argv)
+}
+
+/// Sets the note [`memo`] returns (at most 4 KiB).
+pub fn set_memo(argv: &[String], memo: &str) -> Result<(), CallError> {
+    wit_process::set_memo(argv, memo)
+}
+
+/// A line the host writes to the process should this call end while it is
+/// set — the caller went away, the deadline passed, the plugin trapped —
+/// such as a protocol's cancel message for the request being waited on.
+/// Clear it (`None`) once the answer came.
+pub fn on_abandon(argv: &[String], line: Option<&str>) -> Result<(), CallError> {
+    wit_process::on_abandon(argv, line)
+}

@@ -510,3 +510,139 @@ config = {{ command = {argv} }}
     ]);
     assert_eq!(outside.code(), 1, "{}", outside.stdout());
 }
+
+/// The repo's own MCP server (`tests/fixtures/mcp-fixture.mjs`), for what
+/// the published servers do not show on demand.
+fn fixture_script() -> String {
+    hearth_tests::repo_root()
+        .join("tests/fixtures/mcp-fixture.mjs")
+        .display()
+        .to_string()
+}
+
+/// `host ops --json` until `path` is listed (the host lists again soon
+/// after a plugin says its operations changed).
+fn wait_for_op(node: &TestNode, path: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ops = node.cli(&["ops", "--json"]).ok_json();
+        if let Some(op) = ops.as_array().unwrap().iter().find(|o| o["path"] == path) {
+            return op.clone();
+        }
+        assert!(Instant::now() < deadline, "{path} never listed: {ops}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stats(node: &TestNode, plugin: &str) -> serde_json::Value {
+    node.cli(&["call", &format!("/node/{plugin}/stats"), "{}"])
+        .ok_json()
+}
+
+/// What both transports must show with the fixture server: one session
+/// per server, a deadline cancelling the request on the server, pings
+/// answered, tool changes followed, a crash mid-call reported.
+fn abandon_ping_and_change(node: &TestNode, plugin: &str) {
+    let call = |op: &str, input: &str| node.cli(&["call", &format!("/node/{plugin}/{op}"), input]);
+    let echo = call("echo", r#"{"text":"one"}"#).ok_json();
+    assert!(echo.to_string().contains("one"), "{echo}");
+    call("echo", r#"{"text":"two"}"#).ok_json();
+
+    // A call that outlives its deadline is cancelled on the server.
+    let slow = node.cli(&[
+        "call",
+        "--timeout-ms",
+        "800",
+        &format!("/node/{plugin}/slow"),
+        "{}",
+    ]);
+    assert!(
+        slow.stderr().contains("error[timeout]"),
+        "{}",
+        slow.stderr()
+    );
+    let seen = stats(node, plugin);
+    let cancelled = seen["cancelled"].as_array().unwrap();
+    assert_eq!(cancelled.len(), 1, "{seen}");
+    assert!(cancelled[0]["requestId"].is_string(), "{seen}");
+
+    // A server's request in the middle of a call is answered.
+    let pinged = call("ask_ping", "{}").ok_json();
+    assert!(
+        pinged.to_string().contains("client answered {}"),
+        "{pinged}"
+    );
+
+    // A new tool announced with tools/list_changed becomes an operation.
+    call("add_tool", r#"{"name":"lateComer"}"#).ok_json();
+    let late = wait_for_op(node, &format!("/node/{plugin}/late-comer"));
+    assert_eq!(late["kind"], "mutation");
+    let called = call("late-comer", "{}").ok_json();
+    assert!(called.to_string().contains("called lateComer"), "{called}");
+
+    // The server dies in the middle of a call: `unavailable`.
+    let crashed = call("crash", "{}");
+    assert!(
+        crashed.stderr().contains("error[unavailable]"),
+        "{}",
+        crashed.stderr()
+    );
+}
+
+#[test]
+fn a_stdio_server_keeps_one_session_is_cancelled_followed_and_restarted() {
+    let argv = serde_json::json!(["node", fixture_script()]);
+    let node = TestNode::start_with_stack(&format!(
+        r#"
+[plugins.fx]
+component = "mcp"
+grants.process = [{argv}]
+grants.process_env = ["PATH"]
+config = {{ command = {argv} }}
+"#
+    ));
+    assert_eq!(
+        wait_for_op(&node, "/node/fx/echo")["kind"],
+        "query",
+        "a read-only tool is a query"
+    );
+    abandon_ping_and_change(&node, "fx");
+    // Listing and every call above shared one session with the process.
+    // After the crash the host starts it again, and the next call opens
+    // the new process's one session.
+    let echo = node
+        .cli(&["call", "/node/fx/echo", r#"{"text":"back"}"#])
+        .ok_json();
+    assert!(echo.to_string().contains("back"), "{echo}");
+    let after = stats(&node, "fx");
+    assert_eq!(after["initialized"], 1, "{after}");
+    assert!(node.logs().contains("process exited"), "{}", node.logs());
+}
+
+#[test]
+fn an_http_server_is_cancelled_followed_and_reconnected_after_a_crash() {
+    let port = free_port();
+    let start = || {
+        let mut command = Command::new("node");
+        command.args([fixture_script(), "--http".into(), port.to_string()]);
+        serve("mcp fixture", command, port)
+    };
+    let server = start();
+    let node = TestNode::start_with_stack(&format!(
+        r#"
+[plugins.fx]
+component = "mcp"
+grants.http = ["http://127.0.0.1:{port}"]
+config = {{ url = "http://127.0.0.1:{port}/mcp" }}
+"#
+    ));
+    abandon_ping_and_change(&node, "fx");
+    drop(server);
+    // The server comes back without the old session: the plugin opens a
+    // new one (its 404 for the old session id) and the call goes through.
+    let _server = start();
+    let echo = node
+        .cli(&["call", "/node/fx/echo", r#"{"text":"back"}"#])
+        .ok_json();
+    assert!(echo.to_string().contains("back"), "{echo}");
+}

@@ -77,6 +77,7 @@ const SDK_FILES: &[Embedded] = embed!(
     "sdk/src/log.rs",
     "sdk/src/names.rs",
     "sdk/src/process.rs",
+    "sdk/src/sse.rs",
     "sdk/src/vault.rs",
     "wit/README.md",
     "wit/config.wit",

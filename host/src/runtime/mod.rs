@@ -397,7 +397,7 @@ impl Runtime {
             .await
             .map_err(|e| self.instantiate_error(plugin, &e, &store))?;
         let output = invoke(plugin, &instance, &mut store, op, input, wit_ctx).await?;
-        Ok((output, store.data_mut().take_staged()))
+        Ok((output, store.data_mut().end_call()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -431,7 +431,7 @@ impl Runtime {
         let result = invoke(plugin, &warm.instance, &mut warm.store, op, input, wit_ctx).await;
         // Whatever happened, this call's held-back effects leave with it:
         // to be committed on success, dropped otherwise.
-        let staged = warm.store.data_mut().take_staged();
+        let staged = warm.store.data_mut().end_call();
         let result = result.map(|output| (output, staged));
         match &result {
             // The plugin ran to completion (its own typed errors included):

@@ -165,8 +165,11 @@ impl CallState {
         }
     }
 
-    /// Takes the staged effects out (to commit after success, or to drop).
-    pub(super) fn take_staged(&mut self) -> Vec<Box<dyn Staged>> {
+    /// Ends the call: its slots go (a warm instance must not keep a
+    /// process lock or an event watch until its next call) and its staged
+    /// effects come out, to commit after success or to drop.
+    pub(super) fn end_call(&mut self) -> Vec<Box<dyn Staged>> {
+        self.slots.clear();
         self.staged.drain().map(|(_, effect)| effect).collect()
     }
 

@@ -237,9 +237,7 @@ fn output(body: &[u8]) -> Value {
 /// envelope, which becomes this call's `reply`) or `event: error` (which
 /// fails this call with its text).
 fn stream(request: http::Request) -> Result<Value, CallError> {
-    let mut pending = String::new();
-    let mut data = String::new();
-    let mut kind = String::new();
+    let mut sse = hearth_sdk::sse::EventStream::default();
     let mut reply = Value::Null;
     let mut failure: Option<String> = None;
     let mut error_body = Vec::new();
@@ -249,24 +247,9 @@ fn stream(request: http::Request) -> Result<Value, CallError> {
             error_body.extend_from_slice(chunk);
             return Ok(error_body.len() < 64 * 1024);
         }
-        pending.push_str(&String::from_utf8_lossy(chunk));
-        while let Some(end) = pending.find('\n') {
-            let line: String = pending.drain(..=end).collect();
-            let line = line.trim_end_matches(['\r', '\n']);
-            if !line.is_empty() {
-                if let Some(value) = line.strip_prefix("data:") {
-                    data.push_str(value.strip_prefix(' ').unwrap_or(value));
-                    data.push('\n');
-                } else if let Some(value) = line.strip_prefix("event:") {
-                    kind = value.trim().to_owned();
-                }
-                continue;
-            }
-            let payload = output(data.trim_end_matches('\n').as_bytes());
-            let had_data = !data.is_empty();
-            data.clear();
-            match std::mem::take(&mut kind).as_str() {
-                _ if !had_data => {}
+        for event in sse.push(chunk) {
+            let payload = output(event.data.as_bytes());
+            match event.event.as_str() {
                 "reply" => reply = payload,
                 "error" => {
                     failure = Some(payload.to_string());

@@ -117,7 +117,8 @@ pub(super) async fn send(
     let send = async move {
         let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
             .await
-            .map_err(|_| Error::ConnectionReadTimeout)??;
+            .map_err(|_| Error::ConnectionReadTimeout)?
+            .map_err(request_error)?;
         let mut timeout = tokio::time::interval(between_bytes_timeout);
         timeout.reset();
         Ok::<_, Error>(
@@ -137,7 +138,7 @@ pub(super) async fn send(
             conn = None;
             match done {
                 Ok(()) => send.as_mut().poll(cx),
-                Err(err) => Poll::Ready(Err(Error::from(err))),
+                Err(err) => Poll::Ready(Err(request_error(err))),
             }
         }
     })
@@ -149,12 +150,24 @@ pub(super) async fn send(
                 if err.is_timeout() {
                     Error::HttpResponseTimeout
                 } else {
-                    Error::from(err)
+                    request_error(err)
                 }
             }),
         }
     };
     Ok((response, Box::new(io)))
+}
+
+/// What a failed exchange means to the plugin. A connection the server
+/// closed before answering in full is the server going away (it crashed,
+/// it restarted): `connection-terminated`, which plugins treat as
+/// unavailable, rather than wasmtime's catch-all `HTTP-protocol-error`.
+fn request_error(err: hyper::Error) -> Error {
+    if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
+        Error::ConnectionTerminated
+    } else {
+        Error::from(err)
+    }
 }
 
 /// A response body that fails when no frame arrives within the

@@ -13,7 +13,12 @@
 //! and by the kernel if the node itself is killed (`PR_SET_PDEATHSIG`).
 //! Its stderr goes to the node's log tagged with the plugin. A call takes
 //! the process's lock on first use and keeps it until it returns (a slot
-//! of the call), so concurrent calls never interleave their lines.
+//! of the call), so concurrent calls never interleave their lines. A call
+//! may leave a line to be written should it end while waiting (its
+//! abandon line: a protocol's cancel message); the lock passes on only
+//! after that line is written. A memo kept with each process generation
+//! lets the plugin's instances share what they know of it (an open
+//! session).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +36,8 @@ use crate::runtime::bindings::{self, hearth::node::process, wit};
 const LINE_QUEUE: usize = 1024;
 /// Longest stdout line kept; longer ones are cut (and say so).
 const MAX_LINE: usize = 16 << 20;
+/// Longest memo kept with a process.
+const MAX_MEMO: usize = 4096;
 /// A process that lived this long before exiting resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(5);
 
@@ -53,6 +60,8 @@ struct Supervised {
     env: Vec<(String, String)>,
     live: Option<Live>,
     generation: u64,
+    /// The plugin's note about this generation, cleared on each start.
+    memo: Option<String>,
     /// Quick deaths in a row, for the backoff.
     failures: u32,
     started: Option<Instant>,
@@ -82,6 +91,7 @@ impl Processes {
                     env,
                     live: None,
                     generation: 0,
+                    memo: None,
                     failures: 0,
                     started: None,
                     exited: None,
@@ -174,6 +184,7 @@ impl Supervised {
             }
         });
         self.generation += 1;
+        self.memo = None;
         self.started = Some(Instant::now());
         tracing::info!(plugin = %self.plugin, process = %self.argv[0], generation = self.generation, "process started");
         Ok(Live {
@@ -207,9 +218,42 @@ fn unavailable(process: &Supervised, what: &str) -> CallError {
     )
 }
 
-/// The processes this call holds, by argument list.
+/// The processes this call holds, by argument list, and the lines to
+/// write to them should the call end while waiting.
 #[derive(Default)]
-struct Held(HashMap<Vec<String>, OwnedMutexGuard<Supervised>>);
+struct Held {
+    processes: HashMap<Vec<String>, OwnedMutexGuard<Supervised>>,
+    abandon: HashMap<Vec<String>, String>,
+}
+
+impl Drop for Held {
+    /// The call ended: abandon lines still set are written (off the
+    /// call's task, which may be going away), each process's lock passing
+    /// on only afterwards.
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for (argv, line) in self.abandon.drain() {
+            let Some(mut process) = self.processes.remove(&argv) else {
+                continue;
+            };
+            runtime.spawn(async move {
+                let Some(live) = process.live.as_mut() else {
+                    return;
+                };
+                let mut bytes = line.into_bytes();
+                bytes.push(b'\n');
+                let written = tokio::time::timeout(Duration::from_secs(5), async {
+                    live.stdin.write_all(&bytes).await?;
+                    live.stdin.flush().await
+                })
+                .await;
+                tracing::debug!(plugin = %process.plugin, process = %process.argv[0], written = matches!(written, Ok(Ok(()))), "abandon line of an ended call");
+            });
+        }
+    }
+}
 
 /// `process` as one call's plugin sees it.
 pub struct Process<'a>(&'a mut CallState);
@@ -251,7 +295,7 @@ impl Process<'_> {
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
             .collect();
         let deadline = caller.ctx.deadline;
-        if !self.0.slot(Held::default).0.contains_key(argv) {
+        if !self.0.slot(Held::default).processes.contains_key(argv) {
             let processes = self.0.resource::<Processes>("processes")?;
             let entry = processes.entry(&plugin, argv, env);
             let guard = tokio::time::timeout_at(deadline.into(), entry.lock_owned())
@@ -265,12 +309,15 @@ impl Process<'_> {
                         ),
                     )
                 })?;
-            self.0.slot(Held::default).0.insert(argv.to_vec(), guard);
+            self.0
+                .slot(Held::default)
+                .processes
+                .insert(argv.to_vec(), guard);
         }
         let held = self
             .0
             .slot(Held::default)
-            .0
+            .processes
             .get_mut(argv)
             .ok_or_else(|| CallError::new(ErrorCode::Failed, "lost the process lock"))?;
         tokio::time::timeout_at(deadline.into(), held.ensure_live())
@@ -334,6 +381,51 @@ impl process::Host for Process<'_> {
                 Ok(Some(line)) => Ok(Some(line)),
                 Ok(None) => Err(unavailable(process, "exited")),
             }
+        }
+        .await;
+        bindings::to_wit(result)
+    }
+
+    async fn memo(
+        &mut self,
+        argv: Vec<String>,
+    ) -> wasmtime::Result<Result<Option<String>, wit::CallError>> {
+        let result = self.held(&argv).await.map(|p| p.memo.clone());
+        bindings::to_wit(result)
+    }
+
+    async fn set_memo(
+        &mut self,
+        argv: Vec<String>,
+        memo: String,
+    ) -> wasmtime::Result<Result<(), wit::CallError>> {
+        let result = async {
+            if memo.len() > MAX_MEMO {
+                return Err(CallError::new(
+                    ErrorCode::InvalidInput,
+                    format!("a process memo is at most {MAX_MEMO} bytes"),
+                ));
+            }
+            self.held(&argv).await?.memo = Some(memo);
+            Ok(())
+        }
+        .await;
+        bindings::to_wit(result)
+    }
+
+    async fn on_abandon(
+        &mut self,
+        argv: Vec<String>,
+        line: Option<String>,
+    ) -> wasmtime::Result<Result<(), wit::CallError>> {
+        let result = async {
+            self.held(&argv).await?;
+            let abandon = &mut self.0.slot(Held::default).abandon;
+            match line {
+                Some(line) => abandon.insert(argv, line),
+                None => abandon.remove(&argv),
+            };
+            Ok(())
         }
         .await;
         bindings::to_wit(result)
