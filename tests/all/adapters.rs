@@ -646,3 +646,42 @@ config = {{ url = "http://127.0.0.1:{port}/mcp" }}
         .ok_json();
     assert!(echo.to_string().contains("back"), "{echo}");
 }
+
+/// The operator guide's walk-through, as written: `examples/adapters.sh`
+/// runs `examples/adapters.toml` (the filesystem server through npx, the
+/// Petstore through Prism), pairs a second node, and calls the adapted
+/// operations from the CLI, through `env` and over the mesh.
+#[test]
+fn the_adapters_example_runs_as_the_operator_guide_says() {
+    let prism = hearth_tests::require_npm("prism", &["@stoplight/prism-cli@5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = hearth_tests::repo_root().join("examples/adapters.sh");
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("HOST", hearth_tests::host_bin())
+            .env("PRISM", prism.join("node_modules/.bin/prism"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&[dir.path().as_os_str()]);
+    let stop = run(&["stop".as_ref(), dir.path().as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stop.status.success());
+    for expected in [
+        "/node/files/read_text_file  (query, files)",
+        "/node/files/write_file  (mutation, files)",
+        "/node/petstore/get-pet-by-id  (query, petstore)",
+        "hello from the share",
+        "Successfully wrote to /tmp/hearth-share/from-cli.txt",
+        "\"name\": \"doggie\"",
+        "[FILE] from-cli.txt",
+        "\"content\": \"written through hearth\"",
+        "\"status\": \"placed\"",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+}
