@@ -98,6 +98,19 @@ const METHODS: [&str; 8] = [
 ];
 
 /// Every endpoint of `doc` that `filter` keeps, in path then method order.
+/// A document's text, JSON or YAML, as a JSON value.
+pub fn parse(text: &str) -> Result<Value, String> {
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).map_err(|e| format!("is not valid JSON: {e}"));
+    }
+    let doc: Value =
+        serde_yaml::from_str(text).map_err(|e| format!("is neither JSON nor valid YAML: {e}"))?;
+    if !doc.is_object() {
+        return Err("is not an OpenAPI document (not a JSON or YAML mapping)".into());
+    }
+    Ok(doc)
+}
+
 pub fn endpoints(doc: &Value, filter: &Filter) -> Result<Vec<Endpoint>, String> {
     let version = doc["openapi"].as_str().unwrap_or_default();
     let v30 = if version.starts_with("3.0") {
@@ -521,5 +534,22 @@ mod tests {
         let err =
             endpoints(&json!({"swagger": "2.0", "paths": {}}), &Filter::default()).unwrap_err();
         assert!(err.contains("not an OpenAPI 3.0 or 3.1 document"), "{err}");
+    }
+
+    #[test]
+    fn yaml_documents_read_like_json_ones() {
+        let yaml = "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /pets/{id}:\n    get:\n      operationId: getPet\n      parameters:\n        - {name: id, in: path, required: true, schema: {type: integer}}\n      responses:\n        '200':\n          description: ok\n          content:\n            application/json:\n              schema: {type: object}\n";
+        let doc = parse(yaml).unwrap();
+        let found = endpoints(&doc, &Filter::default()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "get-pet");
+        let json = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/petstore-3.0.json"
+        ))
+        .unwrap();
+        assert_eq!(parse(&json).unwrap()["openapi"], "3.0.0");
+        assert!(parse("- a\n- b\n").unwrap_err().contains("mapping"));
+        assert!(parse("{ not json").unwrap_err().contains("JSON"));
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! | config key     | meaning                                                       |
 //! |----------------|---------------------------------------------------------------|
-//! | `document`     | the document: a URL within `grants.http`, or `{ file = "…" }` |
+//! | `document`     | the document (JSON or YAML): a URL within `grants.http`, or `{ file = "…" }` |
 //! | `base_url`     | where requests go; default: the document's first server       |
 //! | `bearer_token` | sent as `Authorization: Bearer …` (usually `{ secret = … }`)  |
 //! | `api_key`      | sent in the header (or query) the document's `apiKey` scheme names |
@@ -55,23 +55,29 @@ fn load() -> Result<Service, CallError> {
             "config `document` is not set: give the OpenAPI document's URL, or `{ file = \"openapi.json\" }`",
         )
     })?;
-    let trimmed = source.trim_start();
-    let (doc, doc_url): (Value, Option<&str>) = if trimmed.starts_with('{') {
-        let doc = serde_json::from_str(trimmed)
-            .map_err(|e| CallError::invalid_input(format!("config `document` is not JSON: {e}")))?;
-        (doc, None)
-    } else if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
+    let trimmed = source.trim();
+    let is_url = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+        && !trimmed.contains('\n');
+    let (doc, doc_url): (Value, Option<&str>) = if is_url {
         // The document is usually behind the same credentials.
-        let mut fetch = http::get(trimmed).header("accept", "application/json");
+        let mut fetch = http::get(trimmed).header(
+            "accept",
+            "application/json, application/yaml;q=0.9, */*;q=0.5",
+        );
         if let Some(token) = config::get("bearer_token")? {
             fetch = fetch.bearer(&token);
         }
-        let doc = fetch.send()?.error_for_status()?.json()?;
+        let text = fetch.send()?.error_for_status()?.text();
+        let doc = document::parse(&text)
+            .map_err(|e| CallError::invalid_input(format!("the document at {trimmed} {e}")))?;
         (doc, Some(trimmed))
     } else {
-        return Err(CallError::invalid_input(
-            "config `document` must be a URL or `{ file = \"openapi.json\" }` (JSON; YAML documents must be converted first)",
-        ));
+        let doc = document::parse(trimmed).map_err(|e| {
+            CallError::invalid_input(format!(
+                "config `document` {e}; give the document's URL, or `{{ file = \"openapi.yaml\" }}`"
+            ))
+        })?;
+        (doc, None)
     };
     let filter = Filter {
         include: list("include")?,
