@@ -15,5 +15,6 @@ mod messaging;
 mod serve;
 mod socket;
 mod vault;
+mod wallet;
 mod warm;
 mod world;

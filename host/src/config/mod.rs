@@ -445,7 +445,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            err.contains("bundled: docker, echo, mcp, openapi, relay, signer"),
+            err.contains("bundled: docker, echo, mcp, openapi, relay, signer, wallet"),
             "{err}"
         );
     }
