@@ -15,14 +15,17 @@
 //! Ethereum BIP44 `m/44'/60'/account'/0/index`. Every signature is logged
 //! with the caller's identity, the path and what was signed.
 
-// Transactions (`btc::Transaction`, `eth::Transaction`) are built and
-// tested here but offered by no operation until the spending policy that
-// must run before any transaction signature exists.
+// Transactions (`btc::Transaction`, `eth::Transaction`) and the spending
+// policy (`policy::check`) are built and tested here, but no operation
+// signs a transaction yet: that comes with the policy wired in front of it
+// (daily totals in kv) and the Ethereum JSON-RPC operations.
 #[allow(dead_code)]
 mod btc;
 mod eip712;
 #[allow(dead_code)]
 mod eth;
+#[allow(dead_code)]
+mod policy;
 mod rlp;
 
 use hearth_sdk::prelude::*;
