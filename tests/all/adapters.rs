@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use hearth_tests::TestNode;
 
 /// A server the test started, listening on `port`; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Server {
@@ -20,13 +20,13 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
 
 /// Starts `command` (told its port by `port`) and waits until it listens.
-fn serve(what: &str, mut command: Command, port: u16) -> Server {
+pub(crate) fn serve(what: &str, mut command: Command, port: u16) -> Server {
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -9,24 +9,31 @@
 //! | `accounts`         | query    | `wallet:read` | the addresses handed out so far           |
 //! | `sign-message`     | mutation | `wallet:sign` | EIP-191 `personal_sign`, or a Bitcoin message (BIP137) |
 //! | `sign-typed-data`  | mutation | `wallet:sign` | EIP-712 typed data                        |
+//! | `sign-transaction` | mutation | `wallet:sign` | an Ethereum transaction (EIP-1559 or legacy), not sent |
+//! | `sign-bitcoin-transaction` | mutation | `wallet:sign` | a P2WPKH spend (BIP143), raw hex |
+//! | `balance`, `nonce`, `estimate`, `receipt` | query | `wallet:read` | Ethereum over JSON-RPC |
+//! | `send`             | mutation | `wallet:sign` | sign and broadcast an Ethereum transaction |
+//!
+//! Transactions pass the spending policy (`policy.<chain>` in config, see
+//! [`policy`]) before the vault is asked for a signature; a refusal is
+//! `denied` naming the rule. Ethereum's node is config `ethereum_rpc`,
+//! whose origin must be in `grants.http`.
 //!
 //! Paths: Bitcoin BIP84 `m/84'/coin'/account'/0/index` (coin 0 on mainnet,
 //! 1 on testnet, signet and regtest; `bitcoin_network` in config),
 //! Ethereum BIP44 `m/44'/60'/account'/0/index`. Every signature is logged
 //! with the caller's identity, the path and what was signed.
 
-// Transactions (`btc::Transaction`, `eth::Transaction`) and the spending
-// policy (`policy::check`) are built and tested here, but no operation
-// signs a transaction yet: that comes with the policy wired in front of it
-// (daily totals in kv) and the Ethereum JSON-RPC operations.
-#[allow(dead_code)]
+mod amount;
+mod bitcoin;
 mod btc;
 mod eip712;
-#[allow(dead_code)]
 mod eth;
-#[allow(dead_code)]
+mod ethereum;
 mod policy;
 mod rlp;
+mod rpc;
+mod spend;
 
 use hearth_sdk::prelude::*;
 use hearth_sdk::vault::Curve;
@@ -306,6 +313,48 @@ impl Plugin for Wallet {
             sign_typed_data,
         )
         .scopes(&["wallet:sign"]);
+        ops.mutation(
+            "sign-transaction",
+            "Signs an Ethereum transaction (EIP-1559, or legacy with an EIP-155 chain id) within the spending policy, without sending it.",
+            ethereum::sign_transaction,
+        )
+        .scopes(&["wallet:sign"]);
+        ops.mutation(
+            "sign-bitcoin-transaction",
+            "Signs a transaction spending this wallet's P2WPKH outputs (BIP143) within the spending policy; returns raw hex.",
+            bitcoin::sign_transaction,
+        )
+        .scopes(&["wallet:sign"]);
+        ops.mutation(
+            "send",
+            "Signs an Ethereum transaction within the spending policy and broadcasts it; returns its hash.",
+            ethereum::send,
+        )
+        .scopes(&["wallet:sign"]);
+        ops.query(
+            "balance",
+            "An Ethereum address's balance in wei (this wallet's by default).",
+            ethereum::balance,
+        )
+        .scopes(&["wallet:read"]);
+        ops.query(
+            "nonce",
+            "The next nonce of this wallet's Ethereum address, counting pending transactions.",
+            ethereum::nonce,
+        )
+        .scopes(&["wallet:read"]);
+        ops.query(
+            "estimate",
+            "Gas and EIP-1559 fees for a transaction from this wallet.",
+            ethereum::estimate,
+        )
+        .scopes(&["wallet:read"]);
+        ops.query(
+            "receipt",
+            "A transaction's receipt: found, success or reverted, block, gas used.",
+            ethereum::receipt,
+        )
+        .scopes(&["wallet:read"]);
     }
 }
 

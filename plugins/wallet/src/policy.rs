@@ -33,7 +33,8 @@ pub struct ChainPolicy {
     pub allow_to: Option<Vec<String>>,
 }
 
-fn amount<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+/// A whole amount from a number or a decimal string (wei overflow JSON numbers).
+pub fn amount<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Amount {
