@@ -80,7 +80,7 @@ pub fn log_transaction(
     value: u128,
 ) {
     log::info(&format!(
-        "signed a {chain} transaction for {caller}: key {path}, chain id {id}, to {to}, value {value}",
+        "signed a transaction on {chain} for {caller}: key {path}, chain id {id}, to {to}, value {value}",
         caller = cx.identity().id,
         id = chain_id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
         to = to.join(", "),
