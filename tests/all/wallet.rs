@@ -515,7 +515,7 @@ allow_to = ["bc1qnjg0jd8228aq7egyzacy8cys3knf9xvrerkf9g"]
         "amounts": [80000, 50000],
         "payee_key": payee["public_key"],
     });
-    let out = Command::new(python)
+    let out = Command::new(&python)
         .args(["-c", VERIFY_BITCOIN, &args.to_string()])
         .output()
         .unwrap();
@@ -528,6 +528,45 @@ allow_to = ["bc1qnjg0jd8228aq7egyzacy8cys3knf9xvrerkf9g"]
     assert_eq!(checked["verified"], 2);
     assert_eq!(checked["txid"], signed["txid"]);
     assert_eq!(checked["outputs"], serde_json::json!([60000, 69000]));
+
+    // A message signature (BIP137, P2WPKH header) recovers to the key.
+    let message = node
+        .cli(&[
+            "call",
+            "/node/wallet/sign-message",
+            r#"{"chain": "bitcoin", "message": "hello bitcoin"}"#,
+        ])
+        .ok_json();
+    let recover = r#"
+import base64, hashlib, sys
+from eth_keys.datatypes import Signature
+sig = base64.b64decode(sys.argv[1])
+assert 39 <= sig[0] <= 42, "a P2WPKH header"
+def varint(n): return bytes([n])
+msg = b"hello bitcoin"
+prefix = b"Bitcoin Signed Message:\n"
+digest = hashlib.sha256(hashlib.sha256(varint(len(prefix)) + prefix + varint(len(msg)) + msg).digest()).digest()
+r, s = int.from_bytes(sig[1:33], "big"), int.from_bytes(sig[33:], "big")
+key = Signature(vrs=(sig[0] - 39, r, s)).recover_public_key_from_msg_hash(digest)
+print(key.to_compressed_bytes().hex())
+"#;
+    let out = Command::new(&python)
+        .args(["-c", recover, message["signature"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let own = node
+        .cli(&["call", "/node/wallet/address", r#"{"chain": "bitcoin"}"#])
+        .ok_json();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        own["public_key"]
+    );
+    assert_eq!(message["address"], own["address"]);
 
     let refused = |input: String, rule: &str| {
         let out = node.cli(&["call", "/node/wallet/sign-bitcoin-transaction", &input]);
