@@ -113,7 +113,15 @@ fn regtest_addresses_use_the_test_coin_type() {
 
 #[test]
 fn ethereum_signatures_recover_to_the_address_with_eth_account() {
-    let node = wallet_node(ANVIL, "");
+    let node = wallet_node(
+        ANVIL,
+        r#"[plugins.wallet.config.policy.ethereum]
+chain_ids = [31337]
+max_per_transaction = 0
+max_per_day = 0
+allow_typed_data = true
+"#,
+    );
     let eth = node
         .cli(&["call", "/node/wallet/address", r#"{"chain": "ethereum"}"#])
         .ok_json();
@@ -190,6 +198,19 @@ print(json.dumps({"personal": personal, "typed": typed}))
     assert_eq!(recovered["personal"], eth["address"]);
     assert_eq!(recovered["typed"], eth["address"]);
 
+    // Typed data for a chain the policy does not allow is not signed.
+    let mut mainnet = typed.clone();
+    mainnet["domain"]["chainId"] = serde_json::json!(1);
+    let refused = node.cli(&[
+        "call",
+        "/node/wallet/sign-typed-data",
+        &serde_json::json!({ "typed_data": mainnet }).to_string(),
+    ]);
+    assert!(
+        refused.stderr().contains("chain id 1"),
+        "{}",
+        refused.stderr()
+    );
     // Malformed typed data is refused with the reason.
     let bad = node.cli(&[
         "call",
@@ -236,8 +257,9 @@ max_per_day = "{per_day}"
 allow_to = ["{ALICE}"]
 "#,
             port = anvil.port,
-            per_tx = ETH,
-            per_day = ETH + ETH / 2,
+            // Value plus the most its gas can cost.
+            per_tx = ETH + ETH / 10,
+            per_day = ETH + ETH * 6 / 10,
         ),
     )
 }
@@ -309,6 +331,7 @@ fn sends_within_the_policy_are_mined_and_the_rest_refused_unsent() {
         ])
         .ok_json();
     assert_eq!(sent["kind"], "eip1559");
+    assert_eq!(sent["status"], "sent");
     assert_eq!(sent["from"], me);
     let receipt = mined(&node, sent["hash"].as_str().unwrap());
     assert_eq!(receipt["status"], "success", "{receipt}");
@@ -329,8 +352,14 @@ fn sends_within_the_policy_are_mined_and_the_rest_refused_unsent() {
         "max_per_transaction",
     );
     refused(
-        serde_json::json!({ "to": ALICE, "value": (ETH / 2 + 1).to_string() }),
+        serde_json::json!({ "to": ALICE, "value": (ETH * 6 / 10).to_string() }),
         "max_per_day",
+    );
+    // Call data can move tokens the limits do not see: refused unless
+    // the policy allows contract calls.
+    refused(
+        serde_json::json!({ "to": ALICE, "value": "1", "data": "0xa9059cbb" }),
+        "allow_contract_calls",
     );
     refused(
         serde_json::json!({ "to": MALLORY, "value": "1" }),
@@ -371,7 +400,7 @@ fn sends_within_the_policy_are_mined_and_the_rest_refused_unsent() {
         other_chain.stderr()
     );
     let logs = node.logs();
-    assert!(logs.contains(&format!("to {ALICE}, value {ETH}")), "{logs}");
+    assert!(logs.contains(&format!("to {ALICE}, value 1000")), "{logs}");
     assert!(logs.contains("refused to sign"), "{logs}");
 }
 
@@ -582,6 +611,14 @@ print(key.to_compressed_bytes().hex())
     );
     refused(
         tx(to_payee(129000), serde_json::Value::Null),
+        "max_per_transaction",
+    );
+    // Only change, the rest to fees: still a spend, still limited.
+    refused(
+        tx(
+            serde_json::json!([]),
+            serde_json::json!({"index": 0, "amount": 546}),
+        ),
         "max_per_transaction",
     );
     refused(

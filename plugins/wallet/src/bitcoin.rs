@@ -65,6 +65,9 @@ pub struct SignedBitcoin {
     fee: u64,
 }
 
+/// Most inputs, and most outputs, of one transaction.
+const MAX_PARTS: usize = 1000;
+
 fn path(account: u32, change: bool, index: u32) -> Result<String, CallError> {
     if account > crate::MAX_INDEX || index > crate::MAX_INDEX {
         return Err(CallError::invalid_input(format!(
@@ -84,6 +87,12 @@ pub fn sign_transaction(cx: &Context, input: SignBitcoinInput) -> Result<SignedB
     if input.inputs.is_empty() {
         return Err(CallError::invalid_input("`inputs` is empty"));
     }
+    // Each input's BIP143 digest hashes every input and output.
+    if input.inputs.len() > MAX_PARTS || input.outputs.len() > MAX_PARTS {
+        return Err(CallError::invalid_input(format!(
+            "at most {MAX_PARTS} inputs and {MAX_PARTS} outputs"
+        )));
+    }
     if input.outputs.is_empty() && input.change.is_none() {
         return Err(CallError::invalid_input("no outputs"));
     }
@@ -101,7 +110,7 @@ pub fn sign_transaction(cx: &Context, input: SignBitcoinInput) -> Result<SignedB
             txid,
             vout: spent.vout,
             amount: spent.amount,
-            // Final, and no replace-by-fee signal.
+            // Enables `lock_time`; no replace-by-fee signal.
             sequence: 0xffff_fffe,
             public_key: vault::public_key(vault::Curve::Secp256k1, &path)?,
         });
@@ -146,7 +155,7 @@ pub fn sign_transaction(cx: &Context, input: SignBitcoinInput) -> Result<SignedB
         ))
     })?;
     let spent = u128::from(total_in - change_amount);
-    spend::authorize(cx, "bitcoin", None, &recipients, spent)?;
+    spend::authorize(cx, "bitcoin", None, &recipients, spent, false)?;
     let tx = Transaction {
         version: 2,
         inputs,

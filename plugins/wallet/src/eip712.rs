@@ -13,6 +13,9 @@ use serde_json::{Map, Value};
 
 use crate::eth::{keccak256, parse_address};
 
+/// Most struct types one document may define.
+const MAX_TYPES: usize = 256;
+
 /// The digest to sign.
 pub fn digest(typed: &Value) -> Result<[u8; 32], String> {
     let mut types = typed["types"]
@@ -35,6 +38,10 @@ pub fn digest(typed: &Value) -> Result<[u8; 32], String> {
         .map(|(name, ty)| serde_json::json!({ "name": name, "type": ty }))
         .collect();
         types.insert("EIP712Domain".into(), Value::Array(fields));
+    }
+    // Bounds the recursion over types (and the work per struct).
+    if types.len() > MAX_TYPES {
+        return Err(format!("typed data defines more than {MAX_TYPES} types"));
     }
     let primary = typed["primaryType"]
         .as_str()

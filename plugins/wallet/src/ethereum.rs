@@ -185,6 +185,36 @@ pub struct Sent {
     gas_limit: u64,
     /// `eip1559` or `legacy`.
     kind: String,
+    /// `sent`, or `uncertain` when the node's answer was lost (look the
+    /// hash up with `receipt`; the spend stays counted).
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+/// Checks the most `tx` can cost (value plus gas limit times the highest
+/// gas price) against the policy, counting it in the day's total.
+fn authorize(cx: &Context, tx: &Transaction) -> Result<u128, CallError> {
+    let price = match tx.fees {
+        Fees::Eip1559 {
+            max_fee_per_gas, ..
+        } => max_fee_per_gas,
+        Fees::Legacy { gas_price } => gas_price,
+    };
+    let cost = price
+        .checked_mul(u128::from(tx.gas_limit))
+        .and_then(|gas| gas.checked_add(tx.value))
+        .ok_or_else(|| CallError::invalid_input("value plus gas overflows"))?;
+    let to: Vec<String> = tx.to.iter().map(eth::checksummed).collect();
+    spend::authorize(
+        cx,
+        "ethereum",
+        Some(tx.chain_id),
+        &to,
+        cost,
+        !tx.data.is_empty(),
+    )?;
+    Ok(cost)
 }
 
 pub fn send(cx: &Context, input: SendInput) -> Result<Sent, CallError> {
@@ -192,14 +222,6 @@ pub fn send(cx: &Context, input: SendInput) -> Result<Sent, CallError> {
     let to = address("to", &input.to)?;
     let data = data(input.data.as_deref())?;
     let chain_id = rpc::chain_id()?;
-    // The policy first: nothing is asked of the vault unless it passes.
-    spend::authorize(
-        cx,
-        "ethereum",
-        Some(chain_id),
-        &[eth::checksummed(&to)],
-        input.value.0,
-    )?;
     let nonce = match input.nonce {
         Some(n) => n,
         None => next_nonce(&from.address)?,
@@ -245,6 +267,8 @@ pub fn send(cx: &Context, input: SendInput) -> Result<Sent, CallError> {
         gas_limit,
         fees,
     };
+    // The policy before the vault is asked for anything.
+    let cost = authorize(cx, &tx)?;
     let signature = sign(&from.path, &tx.signing_hash())?;
     let (raw, hash) = tx.signed(&signature);
     spend::log_transaction(
@@ -253,22 +277,38 @@ pub fn send(cx: &Context, input: SendInput) -> Result<Sent, CallError> {
         Some(chain_id),
         &from.path,
         &[eth::checksummed(&to)],
-        input.value.0,
+        cost,
     );
     let hash = format!("0x{}", hex::encode(hash));
-    let answered = rpc::call(
+    let broadcast = rpc::call(
         "eth_sendRawTransaction",
         json!([format!("0x{}", hex::encode(raw))]),
-    )?;
-    if answered
-        .as_str()
-        .is_some_and(|h| !h.eq_ignore_ascii_case(&hash))
-    {
-        log::warn(&format!(
-            "the Ethereum node named the transaction {answered}, computed {hash}"
-        ));
-    }
+    );
+    let (status, note) = match broadcast {
+        Ok(answered) => {
+            if answered
+                .as_str()
+                .is_some_and(|h| !h.eq_ignore_ascii_case(&hash))
+            {
+                log::warn(&format!(
+                    "the Ethereum node named the transaction {answered}, computed {hash}"
+                ));
+            }
+            ("sent", None)
+        }
+        // The node may have taken it before its answer was lost: the spend
+        // stays counted, and the caller looks the hash up with `receipt`.
+        Err(e) if matches!(e.code, ErrorCode::Timeout | ErrorCode::Unavailable) => {
+            log::warn(&format!("broadcast of {hash} uncertain: {}", e.message));
+            ("uncertain", Some(e.message))
+        }
+        // The node refused it: nothing was spent, and the call failing
+        // leaves the day's total as it was.
+        Err(e) => return Err(e),
+    };
     Ok(Sent {
+        status: status.into(),
+        note,
         hash,
         from: from.address,
         to: eth::checksummed(&to),
@@ -336,13 +376,6 @@ pub fn sign_transaction(
             ));
         }
     };
-    spend::authorize(
-        cx,
-        "ethereum",
-        Some(input.chain_id),
-        &[eth::checksummed(&to)],
-        input.value.0,
-    )?;
     let tx = Transaction {
         chain_id: input.chain_id,
         nonce: input.nonce,
@@ -352,6 +385,7 @@ pub fn sign_transaction(
         gas_limit: input.gas_limit,
         fees,
     };
+    let cost = authorize(cx, &tx)?;
     let signature = sign(&from.path, &tx.signing_hash())?;
     let (raw, hash) = tx.signed(&signature);
     spend::log_transaction(
@@ -360,7 +394,7 @@ pub fn sign_transaction(
         Some(input.chain_id),
         &from.path,
         &[eth::checksummed(&to)],
-        input.value.0,
+        cost,
     );
     Ok(SignedTransaction {
         raw: format!("0x{}", hex::encode(raw)),

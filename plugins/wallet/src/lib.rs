@@ -168,10 +168,15 @@ fn accounts(_cx: &Context, input: AccountsInput) -> Result<AccountsOutput, CallE
 
 /// The vault's recoverable signature of `digest` at `path`.
 fn sign(path: &str, digest: &[u8; 32]) -> Result<[u8; 65], CallError> {
-    let signature = vault::sign_secp256k1(path, digest)?;
-    signature
+    let signature: [u8; 65] = vault::sign_secp256k1(path, digest)?
         .try_into()
-        .map_err(|_| CallError::failed("the vault returned a signature of the wrong length"))
+        .map_err(|_| CallError::failed("the vault returned a signature of the wrong length"))?;
+    if signature[64] > 1 {
+        return Err(CallError::failed(
+            "the vault returned a recovery id other than 0 or 1",
+        ));
+    }
+    Ok(signature)
 }
 
 /// The audit line of one signature: who asked, with which key, for what.
@@ -247,6 +252,21 @@ struct SignTypedDataInput {
 fn sign_typed_data(cx: &Context, input: SignTypedDataInput) -> Result<SignatureOutput, CallError> {
     let digest = eip712::digest(&input.typed_data)
         .map_err(|e| CallError::invalid_input(format!("typed_data: {e}")))?;
+    let chain_id = match &input.typed_data["domain"]["chainId"] {
+        serde_json::Value::Null => None,
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(t) => match t.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => t.parse().ok(),
+        },
+        _ => None,
+    };
+    if chain_id.is_none() && !input.typed_data["domain"]["chainId"].is_null() {
+        return Err(CallError::invalid_input(
+            "typed_data: domain.chainId is not a chain id",
+        ));
+    }
+    spend::authorize_typed_data(cx, chain_id)?;
     let key = Key {
         chain: Chain::Ethereum,
         account: input.account,

@@ -10,10 +10,16 @@
 //! max_per_transaction = "1000000000000000000"   # 1 ETH
 //! max_per_day = "3000000000000000000"           # per UTC day, per chain id
 //! allow_to = ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]  # optional
+//! allow_contract_calls = false   # transactions with `data` (token transfers
+//!                                # move value these limits do not see)
+//! allow_typed_data = false       # EIP-712 signatures (permits move tokens)
 //! ```
 //!
 //! Deny by default: a chain with no policy signs no transaction, and a
-//! policy without limits is refused as incomplete.
+//! policy without limits is refused as incomplete. The value checked is
+//! the most the transaction can cost: Ethereum's value plus its gas limit
+//! times its highest gas price, Bitcoin's inputs less the change that
+//! returns to the wallet.
 
 use serde::Deserialize;
 
@@ -31,6 +37,12 @@ pub struct ChainPolicy {
     /// Recipients allowed; absent means any.
     #[serde(default)]
     pub allow_to: Option<Vec<String>>,
+    /// Whether transactions may carry call data.
+    #[serde(default)]
+    pub allow_contract_calls: bool,
+    /// Whether EIP-712 typed data may be signed.
+    #[serde(default)]
+    pub allow_typed_data: bool,
 }
 
 /// A whole amount from a number or a decimal string (wei overflow JSON numbers).
@@ -54,8 +66,10 @@ pub fn amount<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u128, D::Error> 
 pub struct Spend<'a> {
     /// The chain id (Ethereum), if the chain has them.
     pub chain_id: Option<u64>,
-    /// The recipient as given.
-    pub to: &'a str,
+    /// The recipients as given (none for a spend that only pays fees).
+    pub to: &'a [String],
+    /// Whether it calls a contract (carries data).
+    pub calls_contract: bool,
     pub value: u128,
     /// Already spent today on this chain (and chain id).
     pub spent_today: u128,
@@ -89,13 +103,19 @@ pub fn check(chain: &str, policy: Option<&ChainPolicy>, spend: &Spend) -> Result
             spend.value, policy.max_per_day, spend.spent_today
         ));
     }
-    if let Some(allowed) = &policy.allow_to
-        && !allowed.iter().any(|a| a.eq_ignore_ascii_case(spend.to))
-    {
+    if spend.calls_contract && !policy.allow_contract_calls {
         return Err(format!(
-            "recipient {} is not on the allow list (policy.{chain}.allow_to)",
-            spend.to
+            "transactions with call data are not allowed (policy.{chain}.allow_contract_calls)"
         ));
+    }
+    if let Some(allowed) = &policy.allow_to {
+        for to in spend.to {
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(to)) {
+                return Err(format!(
+                    "recipient {to} is not on the allow list (policy.{chain}.allow_to)"
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -115,9 +135,11 @@ mod tests {
     }
 
     fn spend(value: u128, spent_today: u128) -> Spend<'static> {
+        static TO: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
         Spend {
             chain_id: Some(31337),
-            to: "0xabc",
+            to: TO.get_or_init(|| vec!["0xabc".to_owned()]),
+            calls_contract: false,
             value,
             spent_today,
         }
@@ -142,11 +164,23 @@ mod tests {
             ..spend(1, 0)
         };
         assert!(refused(&elsewhere).contains("chain_ids"));
+        let strangers = ["0xabc".to_owned(), "0xdef".to_owned()];
         let stranger = Spend {
-            to: "0xdef",
+            to: &strangers,
             ..spend(1, 0)
         };
-        assert!(refused(&stranger).contains("allow_to"));
+        assert!(refused(&stranger).contains("recipient 0xdef"));
+        // Paying no one (only fees) still meets the limits.
+        let fees_only = Spend {
+            to: &[],
+            ..spend(1001, 0)
+        };
+        assert!(refused(&fees_only).contains("max_per_transaction"));
+        let call = Spend {
+            calls_contract: true,
+            ..spend(1, 0)
+        };
+        assert!(refused(&call).contains("allow_contract_calls"));
         assert!(
             check("bitcoin", None, &spend(1, 0))
                 .unwrap_err()

@@ -45,28 +45,56 @@ pub fn authorize(
     chain_id: Option<u64>,
     to: &[String],
     value: u128,
+    calls_contract: bool,
 ) -> Result<(), CallError> {
     let policy = policy_of(chain)?;
     let spent = spent_today(chain, chain_id)?;
-    for recipient in to {
-        let spend = Spend {
-            chain_id,
-            to: recipient,
-            value,
-            spent_today: spent,
-        };
-        if let Err(rule) = policy::check(chain, policy.as_ref(), &spend) {
-            log::warn(&format!("refused to sign for {}: {rule}", cx.identity().id));
-            return Err(CallError::new(
-                ErrorCode::Denied,
-                format!("spending policy: {rule}"),
-            ));
-        }
-    }
+    let spend = Spend {
+        chain_id,
+        to,
+        value,
+        spent_today: spent,
+        calls_contract,
+    };
+    policy::check(chain, policy.as_ref(), &spend).map_err(|rule| refuse(cx, &rule))?;
     kv::set(
         &total_key(chain, chain_id),
         (spent.saturating_add(value)).to_string().as_bytes(),
     )
+}
+
+fn refuse(cx: &Context, rule: &str) -> CallError {
+    log::warn(&format!("refused to sign for {}: {rule}", cx.identity().id));
+    CallError::new(ErrorCode::Denied, format!("spending policy: {rule}"))
+}
+
+/// EIP-712 signatures can authorize token movements (permits, orders) the
+/// limits cannot price: allowed only when the Ethereum policy says so, and
+/// for a domain on an allowed chain.
+pub fn authorize_typed_data(cx: &Context, chain_id: Option<u64>) -> Result<(), CallError> {
+    let Some(policy) = policy_of("ethereum")? else {
+        return Err(refuse(
+            cx,
+            "no spending policy for ethereum: typed data is signed only when [plugins.wallet.config.policy.ethereum] sets allow_typed_data = true",
+        ));
+    };
+    if !policy.allow_typed_data {
+        return Err(refuse(
+            cx,
+            "typed data is not allowed (policy.ethereum.allow_typed_data)",
+        ));
+    }
+    if let Some(id) = chain_id
+        && !policy.chain_ids.contains(&id)
+    {
+        return Err(refuse(
+            cx,
+            &format!(
+                "the typed data's domain is for chain id {id}, which policy.ethereum.chain_ids does not allow"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The audit line of a transaction signature: who asked, with which key,
