@@ -24,6 +24,12 @@ pub fn sign_secp256k1(path: &str, digest: &[u8; 32]) -> Result<Vec<u8>, CallErro
     wit_vault::sign_secp256k1(path, digest)
 }
 
+/// A NIST P-256 ECDSA signature (`r || s`, 64 bytes, low-s) of a 32-byte
+/// digest — the SHA-256 of the message, as JWS `ES256` signs.
+pub fn sign_p256(path: &str, digest: &[u8; 32]) -> Result<Vec<u8>, CallError> {
+    wit_vault::sign_p256(path, digest)
+}
+
 /// Encrypts `plaintext` under the key at `path`; returns a versioned envelope.
 pub fn encrypt(path: &str, plaintext: &[u8]) -> Result<Vec<u8>, CallError> {
     wit_vault::encrypt(path, plaintext)

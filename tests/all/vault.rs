@@ -99,6 +99,26 @@ fn a_plugin_signature_verifies_with_the_printed_public_key() {
         .expect("signature verifies");
     assert!(key.verify(b"tampered", &signature).is_err());
 
+    // A P-256 (ES256) signature of a digest, for ACME accounts and the like.
+    let digest = [7u8; 32];
+    let input = serde_json::json!({
+        "path": "m/74'/1'/2'", "digest": hex::encode(digest), "curve": "p256"
+    });
+    let es256 = node
+        .cli(&["call", "/node/signer/sign-digest", &input.to_string()])
+        .ok_json();
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(
+        &hex::decode(es256["public_key"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let signature = p256::ecdsa::Signature::from_slice(
+        &hex::decode(es256["signature"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    key.verify_prehash(&digest, &signature)
+        .expect("the P-256 signature verifies");
+
     // The same path gives the same key after a restart (derived, not random).
     let mut node = node;
     node.restart();

@@ -185,6 +185,62 @@ pub fn secp256k1(seed: &[u8], path: &DerivationPath) -> Result<DerivedKey, Deriv
     Ok(node)
 }
 
+/// SLIP-0010 NIST P-256 (`nist256p1`) key at `path`: BIP32's scheme with
+/// the key "Nist256p1 seed", and SLIP-0010's retry when a step gives an
+/// out-of-range scalar (`I = HMAC(c, 0x01 || IR || index)`).
+pub fn p256(seed: &[u8], path: &DerivationPath) -> Result<DerivedKey, DeriveError> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::elliptic_curve::{Field, PrimeField};
+    use p256::{FieldBytes, Scalar, SecretKey};
+
+    let scalar = |bytes: &[u8; 32]| -> Option<Scalar> {
+        Option::from(Scalar::from_repr(FieldBytes::clone_from_slice(bytes)))
+    };
+    let mut node = hmac_split(b"Nist256p1 seed", &[seed]);
+    // The master key: retried with I = HMAC(key, I) while out of range.
+    while scalar(&node.key).is_none_or(|k| bool::from(k.is_zero())) {
+        let mut i = [0u8; 64];
+        i[..32].copy_from_slice(&node.key);
+        i[32..].copy_from_slice(&node.chain_code);
+        node = hmac_split(b"Nist256p1 seed", &[&i]);
+        i.zeroize();
+    }
+    for index in &path.indexes {
+        let parent = scalar(&node.key).ok_or_else(|| DeriveError::InvalidKey(path.to_string()))?;
+        let data: Vec<u8> = if index & HARDENED != 0 {
+            let mut d = vec![0u8];
+            d.extend_from_slice(&node.key);
+            d
+        } else {
+            let secret = SecretKey::from_slice(&node.key)
+                .map_err(|_| DeriveError::InvalidKey(path.to_string()))?;
+            secret
+                .public_key()
+                .to_encoded_point(true)
+                .as_bytes()
+                .to_vec()
+        };
+        let mut child = hmac_split(&node.chain_code, &[&data, &index.to_be_bytes()]);
+        loop {
+            if let Some(il) = scalar(&child.key) {
+                let sum = il + parent;
+                if !bool::from(sum.is_zero()) {
+                    let mut next = DerivedKey {
+                        key: [0; 32],
+                        chain_code: child.chain_code,
+                    };
+                    next.key.copy_from_slice(&sum.to_repr());
+                    node = next;
+                    break;
+                }
+            }
+            let ir = child.chain_code;
+            child = hmac_split(&node.chain_code, &[&[1u8], &ir, &index.to_be_bytes()]);
+        }
+    }
+    Ok(node)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +413,32 @@ mod tests {
             let mnemonic = bip39::Mnemonic::from_entropy(&hex::decode(entropy).unwrap()).unwrap();
             assert_eq!(mnemonic.to_string(), words);
             assert_eq!(hex::encode(mnemonic.to_seed("TREZOR")), seed);
+        }
+    }
+
+    #[test]
+    fn slip10_nist256p1_vector_1() {
+        let seed = hex::decode("000102030405060708090a0b0c0d0e0f").unwrap();
+        for (p, chain, key) in [
+            (
+                "m",
+                "beeb672fe4621673f722f38529c07392fecaa61015c80c34f29ce8b41b3cb6ea",
+                "612091aaa12e22dd2abef664f8a01a82cae99ad7441b7ef8110424915c268bc2",
+            ),
+            (
+                "m/0'",
+                "3460cea53e6a6bb5fb391eeef3237ffd8724bf0a40e94943c98b83825342ee11",
+                "6939694369114c67917a182c59ddb8cafc3004e63ca5d3b84403ba8613debc0c",
+            ),
+            (
+                "m/0'/1",
+                "4187afff1aafa8445010097fb99d23aee9f599450c7bd140b6826ac22ba21d0c",
+                "284e9d38d07d21e4e281b645089a94f4cf5a5a81369acf151a1c3a57f18b2129",
+            ),
+        ] {
+            let derived = p256(&seed, &path(p)).unwrap();
+            assert_eq!(hex32(&derived.chain_code), chain, "{p}");
+            assert_eq!(hex32(&derived.key), key, "{p}");
         }
     }
 }

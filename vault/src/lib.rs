@@ -79,6 +79,19 @@ pub enum Curve {
     Ed25519,
     /// BIP32 secp256k1.
     Secp256k1,
+    /// SLIP-0010 NIST P-256 (for ES256: ACME accounts, WebAuthn-style keys).
+    P256,
+}
+
+/// ECDSA here signs 32-byte digests only (a hash the caller made).
+fn check_digest(digest: &[u8]) -> Result<(), VaultError> {
+    if digest.len() != 32 {
+        return Err(VaultError::Invalid(format!(
+            "the digest must be 32 bytes, not {}",
+            digest.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The node's public identity.
@@ -408,8 +421,8 @@ impl Vault {
         }
     }
 
-    /// The public key at `path` (ed25519: 32 bytes; secp256k1: 33 bytes,
-    /// compressed).
+    /// The public key at `path` (ed25519: 32 bytes; secp256k1 and P-256:
+    /// 33 bytes, compressed).
     pub fn public_key(&self, curve: Curve, path: &DerivationPath) -> Result<Vec<u8>, VaultError> {
         self.with_seed(|seed| match curve {
             Curve::Ed25519 => {
@@ -432,6 +445,36 @@ impl Vault {
                     .to_vec(),
                 )
             }
+            Curve::P256 => {
+                let key = derive::p256(seed, path)?;
+                let secret = p256::SecretKey::from_slice(&key.key)
+                    .map_err(|_| VaultError::Invalid("invalid derived key".to_owned()))?;
+                Ok(
+                    p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                        &secret.public_key(),
+                        true,
+                    )
+                    .as_bytes()
+                    .to_vec(),
+                )
+            }
+        })
+    }
+
+    /// A NIST P-256 ECDSA signature of a 32-byte `digest` (SHA-256 of the
+    /// message, as ES256 signs): `r || s`, 64 bytes, low-s.
+    pub fn sign_p256(&self, path: &DerivationPath, digest: &[u8]) -> Result<Vec<u8>, VaultError> {
+        check_digest(digest)?;
+        self.with_seed(|seed| {
+            use p256::ecdsa::signature::hazmat::PrehashSigner;
+            let key = derive::p256(seed, path)?;
+            let signing = p256::ecdsa::SigningKey::from_slice(&key.key)
+                .map_err(|_| VaultError::Invalid("invalid derived key".to_owned()))?;
+            let signature: p256::ecdsa::Signature = signing
+                .sign_prehash(digest)
+                .map_err(|e| VaultError::Invalid(format!("signing failed: {e}")))?;
+            let signature = signature.normalize_s().unwrap_or(signature);
+            Ok(signature.to_bytes().to_vec())
         })
     }
 
@@ -455,12 +498,7 @@ impl Vault {
         path: &DerivationPath,
         digest: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
-        if digest.len() != 32 {
-            return Err(VaultError::Invalid(format!(
-                "the digest must be 32 bytes, not {}",
-                digest.len()
-            )));
-        }
+        check_digest(digest)?;
         self.with_seed(|seed| {
             let key = derive::secp256k1(seed, path)?;
             let signing = k256::ecdsa::SigningKey::from_slice(&key.key)
@@ -648,6 +686,18 @@ mod tests {
             &vault.public_key(Curve::Secp256k1, &path).unwrap()[..]
         );
         assert!(vault.sign_secp256k1(&path, b"short").is_err());
+
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
+        let path = DerivationPath::parse("m/74'/2'/0'").unwrap();
+        let sig = vault.sign_p256(&path, &digest).unwrap();
+        assert_eq!(sig.len(), 64);
+        let public = vault.public_key(Curve::P256, &path).unwrap();
+        assert_eq!(public.len(), 33);
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&public)
+            .unwrap()
+            .verify_prehash(&digest, &p256::ecdsa::Signature::from_slice(&sig).unwrap())
+            .unwrap();
+        assert!(vault.sign_p256(&path, b"short").is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use hearth_sdk::vault::Curve;
 enum CurveName {
     Ed25519,
     Secp256k1,
+    P256,
 }
 
 impl From<CurveName> for Curve {
@@ -19,6 +20,7 @@ impl From<CurveName> for Curve {
         match c {
             CurveName::Ed25519 => Curve::Ed25519,
             CurveName::Secp256k1 => Curve::Secp256k1,
+            CurveName::P256 => Curve::P256,
         }
     }
 }
@@ -92,14 +94,29 @@ struct DigestInput {
     path: String,
     /// 32-byte digest, hex.
     digest: String,
+    /// `secp256k1` (default: recoverable `r || s || v`) or `p256`
+    /// (`r || s`, as ES256).
+    #[serde(default)]
+    curve: Option<CurveName>,
 }
 
 fn sign_digest(_cx: &Context, input: DigestInput) -> Result<SignOutput, CallError> {
     let digest: [u8; 32] = unhex("digest", &input.digest)?
         .try_into()
         .map_err(|_| CallError::invalid_input("`digest` must be 32 bytes"))?;
-    let signature = vault::sign_secp256k1(&input.path, &digest)?;
-    let public_key = vault::public_key(Curve::Secp256k1, &input.path)?;
+    let (signature, curve) = match input.curve.unwrap_or(CurveName::Secp256k1) {
+        CurveName::Secp256k1 => (
+            vault::sign_secp256k1(&input.path, &digest)?,
+            Curve::Secp256k1,
+        ),
+        CurveName::P256 => (vault::sign_p256(&input.path, &digest)?, Curve::P256),
+        CurveName::Ed25519 => {
+            return Err(CallError::invalid_input(
+                "ed25519 signs messages, not digests: use `sign`",
+            ));
+        }
+    };
+    let public_key = vault::public_key(curve, &input.path)?;
     Ok(SignOutput {
         signature: hex(&signature),
         public_key: hex(&public_key),
@@ -164,7 +181,7 @@ impl Plugin for Signer {
         .scopes(&["vault:sign"]);
         ops.mutation(
             "sign-digest",
-            "Sign a 32-byte digest with the secp256k1 key at a path (recoverable).",
+            "Sign a 32-byte digest with the secp256k1 (recoverable) or P-256 key at a path.",
             sign_digest,
         )
         .scopes(&["vault:sign"]);

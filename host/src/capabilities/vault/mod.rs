@@ -98,6 +98,7 @@ impl vault::Host for VaultView<'_> {
         let curve = match curve {
             vault::Curve::Ed25519 => Curve::Ed25519,
             vault::Curve::Secp256k1 => Curve::Secp256k1,
+            vault::Curve::P256 => Curve::P256,
         };
         self.with(&path, |vault, path| vault.public_key(curve, path))
     }
@@ -116,6 +117,14 @@ impl vault::Host for VaultView<'_> {
         digest: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, wit::CallError>> {
         self.with(&path, |vault, path| vault.sign_secp256k1(path, &digest))
+    }
+
+    async fn sign_p256(
+        &mut self,
+        path: String,
+        digest: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, wit::CallError>> {
+        self.with(&path, |vault, path| vault.sign_p256(path, &digest))
     }
 
     async fn encrypt(
