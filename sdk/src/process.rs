@@ -47,3 +47,14 @@ pub fn set_memo(argv: &[String], memo: &str) -> Result<(), CallError> {
 pub fn on_abandon(argv: &[String], line: Option<&str>) -> Result<(), CallError> {
     wit_process::on_abandon(argv, line)
 }
+
+/// What [`run`] returns: the exit code (`None` when a signal ended it) and
+/// the output, each stream cut at 1 MiB.
+pub use crate::bindings::hearth::node::process::RunOutput;
+
+/// Runs the granted `argv` to completion with `stdin` as its input — a
+/// check or a one-shot tool, apart from the kept-running process of the
+/// same argument list. Killed at the call's deadline (`timeout`).
+pub fn run(argv: &[String], stdin: &[u8]) -> Result<RunOutput, CallError> {
+    wit_process::run(argv, stdin)
+}

@@ -190,6 +190,7 @@ fn a_dynamic_plugin_lists_its_operations_over_http_at_load_and_again_when_told()
             "/node/catalog/converse",
             "/node/catalog/fetch",
             "/node/catalog/refresh",
+            "/node/catalog/run",
             "/node/catalog/ticks",
             "/node/catalog/weather"
         ]
@@ -487,4 +488,47 @@ fn a_granted_process_dies_with_a_killed_node() {
         assert!(Instant::now() < deadline, "sleep outlived its node");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_granted_command_runs_to_completion_with_its_status_and_output() {
+    let node = catalog_node(
+        r#"grants.process = [["/bin/sh", "-c", "cat; echo oops >&2; exit 3"], ["/bin/sh", "-c", "yes | head -c 3000000"], ["/bin/sleep", "30"]]"#,
+    );
+    let run = |argv: &[&str], stdin: &str, timeout: &str| {
+        node.cli(&[
+            "call",
+            "--timeout-ms",
+            timeout,
+            "/node/catalog/run",
+            &serde_json::json!({ "argv": argv, "stdin": stdin }).to_string(),
+        ])
+    };
+    let out = run(
+        &["/bin/sh", "-c", "cat; echo oops >&2; exit 3"],
+        "fed in",
+        "5000",
+    )
+    .ok_json();
+    assert_eq!(out["status"], 3);
+    assert_eq!(out["stdout"], "fed in");
+    assert_eq!(out["stderr"], "oops\n");
+    // Long output is cut at 1 MiB, and the command is not left blocked.
+    let long = run(&["/bin/sh", "-c", "yes | head -c 3000000"], "", "10000").ok_json();
+    assert_eq!(long["stdout_bytes"], 1 << 20);
+    assert_eq!(long["status"], 0);
+    // The deadline kills it.
+    let slow = run(&["/bin/sleep", "30"], "", "500");
+    assert!(
+        slow.stderr().contains("error[timeout]"),
+        "{}",
+        slow.stderr()
+    );
+    // Only exact granted argument lists run.
+    let other = run(&["/bin/sleep", "1"], "", "5000");
+    assert!(
+        other.stderr().contains("error[denied]") && other.stderr().contains("grants.process"),
+        "{}",
+        other.stderr()
+    );
 }

@@ -36,10 +36,31 @@ use crate::runtime::bindings::{self, hearth::node::process, wit};
 const LINE_QUEUE: usize = 1024;
 /// Longest stdout line kept; longer ones are cut (and say so).
 const MAX_LINE: usize = 16 << 20;
+/// Output kept of a command run to completion, per stream.
+const MAX_RUN_OUTPUT: u64 = 1 << 20;
 /// Longest memo kept with a process.
 const MAX_MEMO: usize = 4096;
 /// A process that lived this long before exiting resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(5);
+
+/// Environment variables a command gets (the granted ones the node has).
+type Env = Vec<(String, String)>;
+
+/// `argv` with nothing of the node's but `env`, its three streams piped,
+/// killed when dropped and when the node dies.
+fn command(argv: &[String], env: &Env) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    die_with_the_node(&mut command);
+    command
+}
 
 /// One process's state, locked by the call using it.
 type Shared = Arc<tokio::sync::Mutex<Supervised>>;
@@ -57,7 +78,7 @@ pub struct Processes {
 struct Supervised {
     plugin: Arc<str>,
     argv: Vec<String>,
-    env: Vec<(String, String)>,
+    env: Env,
     live: Option<Live>,
     generation: u64,
     /// The plugin's note about this generation, cleared on each start.
@@ -79,7 +100,7 @@ impl Processes {
         &self,
         plugin: &Arc<str>,
         argv: &[String],
-        env: Vec<(String, String)>,
+        env: Env,
     ) -> Arc<tokio::sync::Mutex<Supervised>> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         table
@@ -128,17 +149,7 @@ impl Supervised {
     }
 
     fn spawn(&mut self) -> Result<Live, CallError> {
-        let mut command = tokio::process::Command::new(&self.argv[0]);
-        command
-            .args(&self.argv[1..])
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        die_with_the_node(&mut command);
-        let mut child = command.spawn().map_err(|e| {
+        let mut child = command(&self.argv, &self.env).spawn().map_err(|e| {
             CallError::new(
                 ErrorCode::Unavailable,
                 format!(
@@ -270,15 +281,12 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
 }
 
 impl Process<'_> {
-    /// The process `argv`, held by this call, running.
-    async fn held(
-        &mut self,
-        argv: &[String],
-    ) -> Result<&mut OwnedMutexGuard<Supervised>, CallError> {
+    /// The plugin and the environment `argv` runs with, if it is granted.
+    fn granted(&self, argv: &[String]) -> Result<(Arc<str>, Env), CallError> {
         let caller = self.0.caller();
         let plugin = caller.plugin.clone();
         // Granted commands are never empty (checked when the stack was
-        // resolved), so this also keeps `argv[0]` below in bounds.
+        // resolved), so this also keeps `argv[0]` in bounds for callers.
         if argv.is_empty() || !caller.grants.process.iter().any(|granted| granted == argv) {
             return Err(CallError::new(
                 ErrorCode::Denied,
@@ -288,13 +296,22 @@ impl Process<'_> {
                 ),
             ));
         }
-        let env: Vec<(String, String)> = caller
+        let env = caller
             .grants
             .process_env
             .iter()
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
             .collect();
-        let deadline = caller.ctx.deadline;
+        Ok((plugin, env))
+    }
+
+    /// The process `argv`, held by this call, running.
+    async fn held(
+        &mut self,
+        argv: &[String],
+    ) -> Result<&mut OwnedMutexGuard<Supervised>, CallError> {
+        let (plugin, env) = self.granted(argv)?;
+        let deadline = self.0.caller().ctx.deadline;
         if !self.0.slot(Held::default).processes.contains_key(argv) {
             let processes = self.0.resource::<Processes>("processes")?;
             let entry = processes.entry(&plugin, argv, env);
@@ -430,4 +447,85 @@ impl process::Host for Process<'_> {
         .await;
         bindings::to_wit(result)
     }
+
+    async fn run(
+        &mut self,
+        argv: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> wasmtime::Result<Result<process::RunOutput, wit::CallError>> {
+        // Everything taken from the call before the await: the future
+        // holds no borrow of the call's state.
+        let deadline = self.0.caller().ctx.deadline;
+        let result = match self.granted(&argv) {
+            Ok((plugin, env)) => run_to_completion(&plugin, &argv, env, stdin, deadline).await,
+            Err(e) => Err(e),
+        };
+        bindings::to_wit(result)
+    }
+}
+
+/// Runs `argv` with `input` on its stdin until it exits or `deadline`
+/// passes (then it is killed); each output stream kept up to
+/// [`MAX_RUN_OUTPUT`], the rest drained so the command never blocks.
+async fn run_to_completion(
+    plugin: &Arc<str>,
+    argv: &[String],
+    env: Env,
+    input: Vec<u8>,
+    deadline: Instant,
+) -> Result<process::RunOutput, CallError> {
+    let mut child = command(argv, &env).spawn().map_err(|e| {
+        CallError::new(
+            ErrorCode::Unavailable,
+            format!("cannot run `{}` for plugin `{plugin}`: {e}", argv[0]),
+        )
+    })?;
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(CallError::new(
+            ErrorCode::Unavailable,
+            format!("`{}` has no pipes", argv[0]),
+        ));
+    };
+    let feed = async move {
+        // A command that does not read its input just closes the pipe.
+        let _ = stdin.write_all(&input).await;
+    };
+    async fn keep(mut stream: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
+        let mut kept = Vec::new();
+        let _ = (&mut stream)
+            .take(MAX_RUN_OUTPUT)
+            .read_to_end(&mut kept)
+            .await;
+        let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+        kept
+    }
+    let work = async {
+        let ((), stdout, stderr, status) =
+            tokio::join!(feed, keep(stdout), keep(stderr), child.wait());
+        (stdout, stderr, status)
+    };
+    let Ok((stdout, stderr, status)) = tokio::time::timeout_at(deadline.into(), work).await else {
+        let _ = child.start_kill();
+        return Err(CallError::new(
+            ErrorCode::Timeout,
+            format!(
+                "`{}` did not finish before the call's deadline; it was killed",
+                argv[0]
+            ),
+        ));
+    };
+    let status = status.map_err(|e| {
+        CallError::new(
+            ErrorCode::Unavailable,
+            format!("waiting for `{}`: {e}", argv[0]),
+        )
+    })?;
+    tracing::info!(plugin = %plugin, process = %argv[0], status = ?status.code(), "ran");
+    Ok(process::RunOutput {
+        status: status.code(),
+        stdout,
+        stderr,
+    })
 }

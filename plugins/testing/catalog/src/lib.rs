@@ -112,6 +112,35 @@ struct Conversation {
     replies: Vec<Option<String>>,
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct RunInput {
+    /// The granted command.
+    argv: Vec<String>,
+    /// Its standard input.
+    #[serde(default)]
+    stdin: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Ran {
+    status: Option<i32>,
+    /// The first 200 bytes of its output, as text.
+    stdout: String,
+    stdout_bytes: usize,
+    stderr: String,
+}
+
+/// Runs a granted command to completion.
+fn run(_cx: &Context, input: RunInput) -> Result<Ran, CallError> {
+    let out = hearth_sdk::process::run(&input.argv, input.stdin.as_bytes())?;
+    Ok(Ran {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(200)]).into_owned(),
+        stdout_bytes: out.stdout.len(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
 /// Writes each line to a granted process and reads one line back.
 fn converse(_cx: &Context, input: ConverseInput) -> Result<Conversation, CallError> {
     let generation = hearth_sdk::process::generation(&input.argv)?;
@@ -136,6 +165,7 @@ impl Plugin for Catalog {
             "Ask the host to list the operations again.",
             refresh,
         );
+        ops.mutation("run", "Runs a granted command to completion.", run);
         ops.mutation(
             "converse",
             "Write lines to a granted process, reading one back after each.",
