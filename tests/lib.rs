@@ -24,6 +24,27 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
+/// `host vault init --import` on `data_dir` with `mnemonic` on stdin and
+/// `passphrase` in the environment: what it printed and how it ended.
+pub fn vault_import(data_dir: &Path, passphrase: &str, mnemonic: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(host_bin())
+        .args(["vault", "init", "--import"])
+        .env("HEARTH_DATA_DIR", data_dir)
+        .env("HEARTH_PASSPHRASE", passphrase)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("host vault init --import");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(format!("{mnemonic}\n").as_bytes())
+            .expect("write the mnemonic");
+    }
+    child.wait_with_output().expect("wait for host vault init")
+}
+
 /// The `host` binary of this build: `$HEARTH_HOST_BIN`, else the one next
 /// to this test executable's directory (`target/<profile>/host`).
 pub fn host_bin() -> PathBuf {

@@ -203,17 +203,7 @@ grants.env = ["/node/remote/*"]
         token = gateway.token,
     ));
     let ops = calling.cli(&["ops", "--json"]).ok_json();
-    let ping = ops
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| {
-            o["path"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("/node/remote/") && p.ends_with("ping"))
-        })
-        .cloned()
-        .unwrap_or_else(|| panic!("{ops}"));
+    let ping = remote_op(&ops, "ping");
     // The serving node's own document says what kind each operation is.
     assert_eq!(ping["kind"], "query");
     let path = ping["path"].as_str().unwrap().to_owned();
@@ -237,6 +227,21 @@ grants.env = ["/node/remote/*"]
 }
 
 /// `server-everything` over Streamable HTTP on a free port.
+/// The operation the `remote` adapter made of another node's operation
+/// whose name ends with `suffix`.
+fn remote_op(ops: &serde_json::Value, suffix: &str) -> serde_json::Value {
+    ops.as_array()
+        .unwrap()
+        .iter()
+        .find(|o| {
+            o["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/node/remote/") && p.ends_with(suffix))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no /node/remote/…{suffix} in {ops}"))
+}
+
 fn everything() -> Server {
     let dir = hearth_tests::require_npm(
         "mcp-everything",
@@ -382,17 +387,7 @@ config = {{ document = "{base}/openapi.json", bearer_token = "{token}", include 
         token = gateway.token,
     ));
     let ops = calling.cli(&["ops", "--json"]).ok_json();
-    let ticks = ops
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| {
-            o["path"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("/node/remote/") && p.ends_with("ticks"))
-        })
-        .cloned()
-        .unwrap_or_else(|| panic!("{ops}"));
+    let ticks = remote_op(&ops, "ticks");
     assert_eq!(ticks["kind"], "subscription");
     let out = calling.cli(&[
         "call",

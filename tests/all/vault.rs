@@ -371,23 +371,11 @@ fn backup_and_restore_with_refusals_that_change_nothing() {
 #[test]
 fn importing_a_known_mnemonic_gives_its_identity() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(host_bin())
-        .args(["vault", "init", "--import"])
-        .env("HEARTH_DATA_DIR", dir.path().join("data"))
-        .env("HEARTH_PASSPHRASE", PASSPHRASE)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"legal winner thank year wave sausage worth useful legal winner thank yellow\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = hearth_tests::vault_import(
+        &dir.path().join("data"),
+        PASSPHRASE,
+        "legal winner thank year wave sausage worth useful legal winner thank yellow",
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -400,21 +388,11 @@ fn importing_a_known_mnemonic_gives_its_identity() {
     );
     // A bad phrase is refused.
     let bad = tempfile::tempdir().unwrap();
-    let mut child = Command::new(host_bin())
-        .args(["vault", "init", "--import"])
-        .env("HEARTH_DATA_DIR", bad.path().join("data"))
-        .env("HEARTH_PASSPHRASE", PASSPHRASE)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"legal winner thank year wave\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = hearth_tests::vault_import(
+        &bad.path().join("data"),
+        PASSPHRASE,
+        "legal winner thank year wave",
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid BIP39 mnemonic"));
 }

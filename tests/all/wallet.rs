@@ -2,10 +2,9 @@
 //! published address vectors, and signatures checked by an independent
 //! library (PyPI `eth-account`).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use hearth_tests::{TestNode, host_bin};
+use hearth_tests::TestNode;
 
 const PASSPHRASE: &str = "wallet test passphrase";
 /// BIP39's test mnemonic (BIP84's vectors).
@@ -17,22 +16,7 @@ const ANVIL: &str = "test test test test test test test test test test test junk
 /// A node with the wallet loaded and its vault imported from `mnemonic`.
 fn wallet_node(mnemonic: &str, extra: &str) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(host_bin())
-        .args(["vault", "init", "--import"])
-        .env("HEARTH_DATA_DIR", dir.path().join("data"))
-        .env("HEARTH_PASSPHRASE", PASSPHRASE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{mnemonic}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = hearth_tests::vault_import(&dir.path().join("data"), PASSPHRASE, mnemonic);
     assert!(
         out.status.success(),
         "{}",

@@ -192,6 +192,44 @@ pub struct Sent {
     note: Option<String>,
 }
 
+/// The fees the caller gave: `gas_price` alone (legacy), both EIP-1559
+/// fees, or none (`None`: the caller of this picks).
+fn given_fees(
+    gas_price: Option<Amount>,
+    max_fee: Option<Amount>,
+    tip: Option<Amount>,
+) -> Result<Option<Fees>, CallError> {
+    match (gas_price, max_fee, tip) {
+        (Some(price), None, None) => Ok(Some(Fees::Legacy { gas_price: price.0 })),
+        (None, Some(max), Some(tip)) => Ok(Some(Fees::Eip1559 {
+            max_fee_per_gas: max.0,
+            max_priority_fee_per_gas: tip.0,
+        })),
+        (None, None, None) => Ok(None),
+        (Some(_), _, _) => Err(CallError::invalid_input(
+            "give `gas_price` (legacy) or the EIP-1559 fees, not both",
+        )),
+        _ => Err(CallError::invalid_input(
+            "give both `max_fee_per_gas` and `max_priority_fee_per_gas`, or neither",
+        )),
+    }
+}
+
+/// The policy, then the vault's signature, then the audit line: the
+/// signed transaction and its hash.
+fn authorize_and_sign(
+    cx: &Context,
+    path: &str,
+    tx: &Transaction,
+) -> Result<(Vec<u8>, [u8; 32]), CallError> {
+    // The policy before the vault is asked for anything.
+    let cost = authorize(cx, tx)?;
+    let signature = sign(path, &tx.signing_hash())?;
+    let to: Vec<String> = tx.to.iter().map(eth::checksummed).collect();
+    spend::log_transaction(cx, "ethereum", Some(tx.chain_id), path, &to, cost);
+    Ok(tx.signed(&signature))
+}
+
 /// Checks the most `tx` can cost (value plus gas limit times the highest
 /// gas price) against the policy, counting it in the day's total.
 fn authorize(cx: &Context, tx: &Transaction) -> Result<u128, CallError> {
@@ -230,32 +268,18 @@ pub fn send(cx: &Context, input: SendInput) -> Result<Sent, CallError> {
         Some(g) => g,
         None => estimate_gas(&from.address, &to, input.value.0, &data)?,
     };
-    let fees = match (
+    let fees = match given_fees(
         input.gas_price,
         input.max_fee_per_gas,
         input.max_priority_fee_per_gas,
-    ) {
-        (Some(price), None, None) => Fees::Legacy { gas_price: price.0 },
-        (Some(_), _, _) => {
-            return Err(CallError::invalid_input(
-                "give `gas_price` (legacy) or the EIP-1559 fees, not both",
-            ));
-        }
-        (None, Some(max), Some(tip)) => Fees::Eip1559 {
-            max_fee_per_gas: max.0,
-            max_priority_fee_per_gas: tip.0,
-        },
-        (None, None, None) => {
+    )? {
+        Some(fees) => fees,
+        None => {
             let (max, tip) = rpc::fees()?;
             Fees::Eip1559 {
                 max_fee_per_gas: max,
                 max_priority_fee_per_gas: tip,
             }
-        }
-        _ => {
-            return Err(CallError::invalid_input(
-                "give both `max_fee_per_gas` and `max_priority_fee_per_gas`, or neither",
-            ));
         }
     };
     let tx = Transaction {
@@ -267,18 +291,7 @@ pub fn send(cx: &Context, input: SendInput) -> Result<Sent, CallError> {
         gas_limit,
         fees,
     };
-    // The policy before the vault is asked for anything.
-    let cost = authorize(cx, &tx)?;
-    let signature = sign(&from.path, &tx.signing_hash())?;
-    let (raw, hash) = tx.signed(&signature);
-    spend::log_transaction(
-        cx,
-        "ethereum",
-        Some(chain_id),
-        &from.path,
-        &[eth::checksummed(&to)],
-        cost,
-    );
+    let (raw, hash) = authorize_and_sign(cx, &from.path, &tx)?;
     let hash = format!("0x{}", hex::encode(hash));
     let broadcast = rpc::call(
         "eth_sendRawTransaction",
@@ -360,22 +373,16 @@ pub fn sign_transaction(
 ) -> Result<SignedTransaction, CallError> {
     let from = key(input.account, input.index)?;
     let to = address("to", &input.to)?;
-    let fees = match (
+    let fees = given_fees(
         input.gas_price,
         input.max_fee_per_gas,
         input.max_priority_fee_per_gas,
-    ) {
-        (Some(price), None, None) => Fees::Legacy { gas_price: price.0 },
-        (None, Some(max), Some(tip)) => Fees::Eip1559 {
-            max_fee_per_gas: max.0,
-            max_priority_fee_per_gas: tip.0,
-        },
-        _ => {
-            return Err(CallError::invalid_input(
-                "give `gas_price` (legacy), or both `max_fee_per_gas` and `max_priority_fee_per_gas`",
-            ));
-        }
-    };
+    )?
+    .ok_or_else(|| {
+        CallError::invalid_input(
+            "give `gas_price` (legacy), or both `max_fee_per_gas` and `max_priority_fee_per_gas`",
+        )
+    })?;
     let tx = Transaction {
         chain_id: input.chain_id,
         nonce: input.nonce,
@@ -385,17 +392,7 @@ pub fn sign_transaction(
         gas_limit: input.gas_limit,
         fees,
     };
-    let cost = authorize(cx, &tx)?;
-    let signature = sign(&from.path, &tx.signing_hash())?;
-    let (raw, hash) = tx.signed(&signature);
-    spend::log_transaction(
-        cx,
-        "ethereum",
-        Some(input.chain_id),
-        &from.path,
-        &[eth::checksummed(&to)],
-        cost,
-    );
+    let (raw, hash) = authorize_and_sign(cx, &from.path, &tx)?;
     Ok(SignedTransaction {
         raw: format!("0x{}", hex::encode(raw)),
         hash: format!("0x{}", hex::encode(hash)),
