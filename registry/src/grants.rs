@@ -122,6 +122,14 @@ pub struct GrantSet {
     /// otherwise).
     #[serde(default)]
     pub process_env: Vec<String>,
+    /// The one directory it may read and write files in (`files`), made
+    /// when missing; no files when absent.
+    #[serde(default)]
+    pub files: Option<std::path::PathBuf>,
+    /// PEM files of certificate authorities its HTTPS requests trust
+    /// besides the web PKI roots (a private ACME server, an internal API).
+    #[serde(default)]
+    pub http_roots: Vec<std::path::PathBuf>,
 }
 
 /// Which inbox messages a plugin's handler receives.
@@ -361,6 +369,11 @@ impl GrantSet {
             "add [{}] to `grants.process` of [plugins.{plugin}] in stack.toml",
             quoted.join(", ")
         )
+    }
+
+    /// Same for files.
+    pub fn files_grant_hint(plugin: &str) -> String {
+        format!("set `grants.files = \"/a/directory\"` in [plugins.{plugin}] of stack.toml")
     }
 
     /// Same for the key-value store.

@@ -41,6 +41,7 @@ pub use grants::{
 pub use http_grant::{HttpOrigin, HttpOriginError, Scheme, is_internal_address};
 pub use manifest::{
     ManifestError, MessagesRequest, PluginManifest, RequestedCapabilities, RuntimePreferences,
+    TimerRequest,
 };
 pub use path::{LOCAL_NODE, OperationPath, PathError, RESERVED_NAMESPACES, is_valid_segment};
 pub use routing::{InputError, Owner, Route, RoutingError, RoutingTable};

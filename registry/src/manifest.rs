@@ -44,6 +44,9 @@ pub struct PluginManifest {
     /// How it wants to be run.
     #[serde(default)]
     pub runtime: RuntimePreferences,
+    /// An operation the node runs by itself, at start and periodically.
+    #[serde(default)]
+    pub timer: Option<TimerRequest>,
 }
 
 /// How a plugin asks to be run; the operator's `stack.toml` has the last word.
@@ -79,9 +82,24 @@ pub struct RequestedCapabilities {
     /// Wants the host to run processes (the operator names each command).
     #[serde(default)]
     pub process: bool,
+    /// Wants a directory of its own (the operator names it).
+    #[serde(default)]
+    pub files: bool,
     /// Handles inbox messages with one of its operations.
     #[serde(default)]
     pub messages: Option<MessagesRequest>,
+}
+
+/// `[timer]`: an operation of the plugin the node calls by itself, once
+/// when the node starts and then every `every_s` seconds (renewals,
+/// clean-ups, making sure a managed process runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerRequest {
+    /// The operation (a mutation of this plugin, taking `{}`).
+    pub operation: String,
+    /// Seconds between runs; the operator may change it (`timer_s`).
+    pub every_s: u64,
 }
 
 /// `[capabilities.messages]`: the operation run once per inbox message, and
@@ -137,6 +155,11 @@ pub enum ManifestError {
         "`operations`: a plugin with `dynamic = true` discovers its operations at load; remove the list"
     )]
     DynamicWithOperations,
+    /// `[timer]` names no valid operation or runs every 0 seconds.
+    #[error(
+        "`timer`: write `operation = \"<one of its operations>\"` and `every_s` above 0, as in `[timer] operation = \"maintain\" every_s = 3600`"
+    )]
+    BadTimer,
     /// The exported specs differ from the manifest's list.
     #[error(
         "plugin `{plugin}` exports operations {exported:?} but its plugin.toml lists {listed:?}; make them agree"
@@ -206,6 +229,11 @@ impl PluginManifest {
         }
         if manifest.dynamic && !manifest.operations.is_empty() {
             return Err(ManifestError::DynamicWithOperations);
+        }
+        if let Some(timer) = &manifest.timer
+            && (!is_valid_segment(&timer.operation) || timer.every_s == 0)
+        {
+            return Err(ManifestError::BadTimer);
         }
         let mut seen = BTreeSet::new();
         for op in &manifest.operations {

@@ -494,6 +494,10 @@ pub struct PluginEntry {
     /// instance per call; absent means what the plugin's manifest asks for.
     #[serde(default)]
     pub warm_instances: Option<u32>,
+    /// Seconds between runs of the plugin's `[timer]` operation, instead of
+    /// what its manifest asks; `0` turns the timer off.
+    #[serde(default)]
+    pub timer_s: Option<u64>,
     /// The plugin's own configuration, handed to it as it is.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,

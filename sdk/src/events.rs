@@ -45,6 +45,15 @@ pub fn emit<T: Serialize>(event: &T) -> Result<(), CallError> {
     wit_events::emit(&text)
 }
 
+/// Records a node event of kind `plugin.<this plugin>.<kind>` with `data`
+/// (serialized to a JSON object): what an operator following
+/// `/node/host/events` should see, such as a certificate renewed.
+pub fn notify<T: Serialize>(kind: &str, data: &T) -> Result<(), CallError> {
+    let text = serde_json::to_string(data)
+        .map_err(|e| CallError::failed(format!("cannot encode the event: {e}")))?;
+    wit_events::notify(kind, &text)
+}
+
 /// Sends one event that is already JSON text.
 pub fn emit_json(event: &str) -> Result<(), CallError> {
     wit_events::emit(event)

@@ -56,6 +56,7 @@ pub mod docker;
 pub mod env;
 mod error;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod kv;
 pub mod log;

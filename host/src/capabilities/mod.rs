@@ -19,7 +19,8 @@
 //! | [`events`] | `events`  | always (its subscriptions)    | —                         |
 //! | [`discovery`] | `discovery` | always (dynamic plugins) | `dynamic = true`          |
 //! | [`process`] | `process` | `grants.process = [[argv]]`, `grants.process_env` | `capabilities.process` |
-//! | [`http`]   | `wasi:http/outgoing-handler` | `grants.http = [origins]` | `capabilities.http` |
+//! | [`http`]   | `wasi:http/outgoing-handler` | `grants.http = [origins]`, `grants.http_roots` | `capabilities.http` |
+//! | [`files`]  | `files`   | `grants.files = "/dir"`       | `capabilities.files`      |
 //!
 //! Adding a capability: its interface in `wit/`, one module here (plus a
 //! line in [`add_to_linker`]), one module in the SDK. A capability never
@@ -30,6 +31,7 @@ pub mod discovery;
 pub mod docker;
 pub mod env;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod kv;
 pub mod log;
@@ -51,5 +53,6 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     events::add_to_linker(linker)?;
     discovery::add_to_linker(linker)?;
     process::add_to_linker(linker)?;
+    files::add_to_linker(linker)?;
     http::add_to_linker(linker)
 }

@@ -23,6 +23,7 @@ use hearth_registry::{GrantSet, LimitsSection, PathPattern, PluginManifest, Stac
 pub use hearth_registry::DuplicateConnections;
 
 pub use error::ConfigError;
+pub use resolve::read_ca_file;
 
 /// The configuration used when `host serve` gets no `--config`.
 pub const DEFAULT_STACK: &str = include_str!("../../../examples/stack.toml");
@@ -84,6 +85,9 @@ pub struct PluginSettings {
     pub warm_instances: u32,
     /// Largest output an operation may return.
     pub max_output_bytes: usize,
+    /// The operation the node runs by itself, at start and then every so
+    /// often (the manifest's `[timer]`, the period `timer_s` may change).
+    pub timer: Option<(String, Duration)>,
 }
 
 impl PluginSettings {

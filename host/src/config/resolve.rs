@@ -535,6 +535,31 @@ fn plugin(
         }
     }
     warn_unrequested(name, &entry.grants, &manifest);
+    let timer = match (&manifest.timer, entry.timer_s) {
+        (None, Some(_)) => {
+            return Err(file.invalid(
+                key("timer_s"),
+                format!("is set, but plugin `{name}` has no [timer] in its plugin.toml"),
+                "remove timer_s",
+            ));
+        }
+        (Some(_), Some(0)) | (None, None) => None,
+        (Some(timer), every) => {
+            if !manifest.operations.is_empty() && !manifest.operations.contains(&timer.operation) {
+                return Err(file.invalid(
+                    format!("plugins.{name}"),
+                    format!(
+                        "its plugin.toml's [timer] names `{}`, which it does not export",
+                        timer.operation
+                    ),
+                    "fix the plugin's manifest",
+                ));
+            }
+            let every = every.unwrap_or(timer.every_s);
+            Some((timer.operation.clone(), Duration::from_secs(every)))
+        }
+    };
+    let grants = resolve_grant_paths(file, name, entry.grants)?;
     let settings = PluginSettings {
         memory_bytes: (memory as usize) << 20,
         table_elements: limits.table_elements as usize,
@@ -546,14 +571,14 @@ fn plugin(
             .collect(),
         warm_instances,
         max_output_bytes: limits.max_output_bytes as usize,
+        timer,
     };
     let mut config = crate::call::PluginConfig::new();
     let mut secret_refs = crate::call::PluginConfig::new();
     for (key, value) in &entry.config {
         flatten_config(file, name, key, value, &mut config, &mut secret_refs)?;
     }
-    if entry
-        .grants
+    if grants
         .process
         .iter()
         .any(|argv| argv.first().is_none_or(|program| program.is_empty()))
@@ -565,7 +590,7 @@ fn plugin(
         ));
     }
     for (key, secret) in &secret_refs {
-        if !entry.grants.secrets.contains(secret) {
+        if !grants.secrets.contains(secret) {
             return Err(file.invalid(
                 format!("plugins.{name}.config.{key}"),
                 format!("refers to secret `{secret}`, which this plugin is not granted"),
@@ -577,12 +602,64 @@ fn plugin(
         name: name.to_owned(),
         manifest,
         component,
-        grants: entry.grants,
+        grants,
         settings,
         origin,
         config,
         secret_refs,
     })
+}
+
+/// `grants.files` and `grants.http_roots` made absolute (relative to
+/// stack.toml), the roots checked to hold certificates now rather than at
+/// the first request.
+fn resolve_grant_paths(
+    file: &File,
+    name: &str,
+    mut grants: GrantSet,
+) -> Result<GrantSet, ConfigError> {
+    let base = Path::new(&file.0).parent().unwrap_or(Path::new("."));
+    if let Some(dir) = &grants.files {
+        if dir.as_os_str().is_empty() || dir == Path::new("/") {
+            return Err(file.invalid(
+                format!("plugins.{name}.grants.files"),
+                format!("is `{}`", dir.display()),
+                "name a directory of the plugin's own, as in \"/var/lib/hearth/proxy\"",
+            ));
+        }
+        grants.files = Some(base.join(dir));
+    }
+    for root in &mut grants.http_roots {
+        *root = base.join(&*root);
+        let count = read_ca_file(root).map_err(|e| {
+            file.invalid(
+                format!("plugins.{name}.grants.http_roots"),
+                format!("cannot use {}: {e}", root.display()),
+                "name a readable PEM file of CA certificates",
+            )
+        })?;
+        if count.is_empty() {
+            return Err(file.invalid(
+                format!("plugins.{name}.grants.http_roots"),
+                format!("{} holds no certificate", root.display()),
+                "name a PEM file with `-----BEGIN CERTIFICATE-----` blocks",
+            ));
+        }
+    }
+    Ok(grants)
+}
+
+/// The certificates of the PEM file `path` (`grants.http_roots`): read
+/// here to refuse a bad file at start, and by the HTTP capability to trust
+/// them.
+pub fn read_ca_file(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
 }
 
 /// Largest file `{ file = "…" }` in a plugin's config may name.
@@ -675,6 +752,9 @@ fn warn_unrequested(name: &str, grants: &GrantSet, manifest: &PluginManifest) {
     }
     if !grants.process.is_empty() && !asked.process {
         extra.push("process");
+    }
+    if grants.files.is_some() && !asked.files {
+        extra.push("files");
     }
     if !extra.is_empty() {
         tracing::warn!(

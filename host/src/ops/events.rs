@@ -39,6 +39,12 @@ impl Default for NodeEvents {
     }
 }
 
+impl crate::capabilities::events::NodeEventSink for NodeEvents {
+    fn record(&self, kind: &str, data: Value) {
+        self.emit(kind, data);
+    }
+}
+
 impl NodeEvents {
     /// Records an event of `kind` with `data`.
     pub fn emit(&self, kind: &str, data: Value) {

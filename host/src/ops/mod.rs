@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod native;
 pub mod peers;
 mod pipeline;
+mod timers;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -103,7 +104,7 @@ pub struct Node {
     /// This node's key, hex; fixed while it runs (`vault init` is offline).
     public_key: String,
     metrics: metrics::Metrics,
-    events: events::NodeEvents,
+    events: Arc<events::NodeEvents>,
     access: Arc<Access>,
     mcp_expose: Option<Vec<hearth_registry::PathPattern>>,
 }
@@ -198,8 +199,12 @@ impl Node {
         // its own checks first, so zeros here are never used for a proof.
         let _ = hex::decode_to_slice(&public_key, &mut node_key);
         let access = Arc::new(Access::open(config, node_key).await?);
+        let node_events = Arc::new(events::NodeEvents::default());
         let node = Arc::new_cyclic(|this: &Weak<Node>| {
             let mut resources = Resources::default();
+            resources.insert(Arc::new(crate::capabilities::events::NodeEventLog(
+                node_events.clone(),
+            )));
             let env: Weak<dyn DynOperationEnv> = this.clone();
             resources.insert(crate::capabilities::env::handle(env));
             resources.insert(kv.clone());
@@ -227,7 +232,7 @@ impl Node {
                 messaging,
                 public_key,
                 metrics: metrics::Metrics::default(),
-                events: events::NodeEvents::default(),
+                events: node_events,
                 access,
                 mcp_expose: config.mcp_expose.clone(),
             }
@@ -365,10 +370,11 @@ impl Node {
         &self.messaging
     }
 
-    /// Starts the messaging workers and the peer watcher; `serve` calls it
-    /// once the peers are attached.
+    /// Starts the messaging workers, the plugins' timers and the peer
+    /// watcher; `serve` calls it once the peers are attached.
     pub fn start_messaging(self: &Arc<Self>) {
         messaging::start(self);
+        timers::start(self);
         if let Some(changes) = self.peers().changes() {
             tokio::spawn(watch_peers(Arc::downgrade(self), changes));
         }
@@ -413,6 +419,11 @@ impl Node {
     /// How long the node has run.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// True once [`Self::drain`] began: the node is stopping.
+    pub fn is_draining(&self) -> bool {
+        self.calls.draining.load(Ordering::SeqCst)
     }
 
     /// Calls from outside (clients, peers) running now.

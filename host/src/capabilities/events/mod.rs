@@ -5,12 +5,30 @@
 //! one of its operations, and to nobody else. The events go to the call's
 //! event sender (set by the front door that serves the subscription); `emit` waits while the caller is behind, so a
 //! slow subscriber slows the plugin instead of growing a queue.
+//!
+//! `notify` records a node event instead, named after the plugin
+//! (`plugin.<name>.<kind>`), through the [`NodeEventSink`] the node puts in
+//! the call's resources.
+
+use std::sync::Arc;
 
 use hearth_registry::{CallError, ErrorCode};
 use wasmtime::component::{HasData, Linker};
 
 use crate::runtime::CallState;
 use crate::runtime::bindings::{self, hearth::node::events, wit};
+
+/// Where `notify` records node events; the node's event log implements it.
+pub trait NodeEventSink: Send + Sync {
+    /// Records an event of `kind` with `data`.
+    fn record(&self, kind: &str, data: serde_json::Value);
+}
+
+/// The node's event log, as the call's resources hold it.
+pub struct NodeEventLog(pub Arc<dyn NodeEventSink>);
+
+/// Largest `data` of a plugin's node event.
+const MAX_NOTIFY_BYTES: usize = 16 << 10;
 
 /// `events` as one call's plugin sees it.
 pub struct Events<'a>(&'a mut CallState);
@@ -51,6 +69,48 @@ impl events::Host for Events<'_> {
             )
         });
         bindings::to_wit(sent)
+    }
+
+    async fn notify(
+        &mut self,
+        kind: String,
+        data: String,
+    ) -> wasmtime::Result<Result<(), wit::CallError>> {
+        let result = (|| {
+            let valid_kind = !kind.is_empty()
+                && kind.len() <= 64
+                && kind
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
+            if !valid_kind {
+                return Err(CallError::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "event kind `{kind}` is not 1 to 64 lowercase letters, digits, `-` and `.`"
+                    ),
+                ));
+            }
+            if data.len() > MAX_NOTIFY_BYTES {
+                return Err(CallError::new(
+                    ErrorCode::ResourceExhausted,
+                    "a node event's data is at most 16 KiB",
+                ));
+            }
+            let data: serde_json::Value = serde_json::from_str(&data)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .ok_or_else(|| {
+                    CallError::new(
+                        ErrorCode::InvalidInput,
+                        "a node event's data must be a JSON object",
+                    )
+                })?;
+            let log = self.0.resource::<NodeEventLog>("node events")?;
+            let plugin = &self.0.caller().plugin;
+            log.0.record(&format!("plugin.{plugin}.{kind}"), data);
+            Ok(())
+        })();
+        bindings::to_wit(result)
     }
 
     async fn subscribed(&mut self) -> wasmtime::Result<bool> {

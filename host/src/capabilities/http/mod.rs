@@ -15,7 +15,9 @@
 //!   host exactly; the connection then goes to an address that was checked,
 //!   so a second resolution cannot point it elsewhere;
 //! - connect, first-byte and between-bytes timeouts are cut to what is left
-//!   of the call's deadline.
+//!   of the call's deadline;
+//! - HTTPS verifies against the web PKI roots, and the CA files of the
+//!   plugin's `grants.http_roots` (a private ACME server, an internal API).
 //!
 //! Raw sockets (`wasi:sockets`) stay unlinked: the runtime's WASI context
 //! grants no network.
@@ -81,6 +83,8 @@ impl WasiHttpHooks for OutboundHttp {
 pub(crate) struct Target {
     addrs: Vec<SocketAddr>,
     tls_name: Option<String>,
+    /// CA files trusted besides the web PKI (`grants.http_roots`).
+    roots: Vec<std::path::PathBuf>,
 }
 
 /// Checks the request's origin against the grant, resolves its host and
@@ -142,6 +146,7 @@ async fn decide(plugin: &str, grants: &GrantSet, uri: &http::Uri) -> Result<Targ
     Ok(Target {
         addrs,
         tls_name: (scheme == Scheme::Https).then_some(host),
+        roots: grants.http_roots.clone(),
     })
 }
 

@@ -4,11 +4,14 @@
 //! Adapted from `wasmtime_wasi_http::default_send_request`, which resolves
 //! the host itself; here the connection goes to an address already checked
 //! against the grant (no second DNS lookup), and TLS verifies the name the
-//! plugin asked for against the web PKI roots.
+//! plugin asked for against the web PKI roots and the plugin's
+//! `grants.http_roots`.
 
+use std::collections::HashMap;
 use std::future::poll_fn;
+use std::path::PathBuf;
 use std::pin::{Pin, pin};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -29,25 +32,39 @@ pub(super) type Sent = (
     Box<dyn Future<Output = Result<(), Error>> + Send>,
 );
 
-/// One TLS client configuration for the node, with the web PKI roots;
-/// `None` when the TLS provider refuses its safe defaults (then every
-/// `https` request fails with a TLS protocol error).
-fn tls_config() -> Option<Arc<rustls::ClientConfig>> {
-    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .ok()
-                .map(|builder| {
-                    Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
-                })
-        })
-        .clone()
+/// The TLS client configuration for requests trusting the web PKI roots
+/// and the CA files `roots`, made once per set of files; `None` when the
+/// TLS provider refuses its safe defaults or a file cannot be read (then
+/// the request fails with a TLS protocol error, logged).
+fn tls_config(roots: &[PathBuf]) -> Option<Arc<rustls::ClientConfig>> {
+    type Configs = HashMap<Vec<PathBuf>, Arc<rustls::ClientConfig>>;
+    static CONFIGS: OnceLock<Mutex<Configs>> = OnceLock::new();
+    let mut configs = CONFIGS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(config) = configs.get(roots) {
+        return Some(config.clone());
+    }
+    let mut store = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    for file in roots {
+        let certs = crate::config::read_ca_file(file)
+            .inspect_err(|e| tracing::error!(file = %file.display(), error = %e, "cannot read an HTTPS root"))
+            .ok()?;
+        let (_, ignored) = store.add_parsable_certificates(certs);
+        if ignored > 0 {
+            tracing::warn!(file = %file.display(), ignored, "certificates that are not CA roots were ignored");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()
+        .map(|builder| Arc::new(builder.with_root_certificates(store).with_no_client_auth()))?;
+    configs.insert(roots.to_vec(), config.clone());
+    Some(config)
 }
 
 async fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, Error> {
@@ -85,7 +102,7 @@ pub(super) async fn send(
         Some(name) => {
             let server_name = rustls::pki_types::ServerName::try_from(name.clone())
                 .map_err(|_| Error::HttpRequestUriInvalid)?;
-            let config = tls_config().ok_or(Error::TlsProtocolError)?;
+            let config = tls_config(&target.roots).ok_or(Error::TlsProtocolError)?;
             let connector = tokio_rustls::TlsConnector::from(config);
             let tls = tokio::time::timeout(connect_timeout, connector.connect(server_name, tcp))
                 .await
