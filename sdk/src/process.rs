@@ -58,3 +58,14 @@ pub use crate::bindings::hearth::node::process::RunOutput;
 pub fn run(argv: &[String], stdin: &[u8]) -> Result<RunOutput, CallError> {
     wit_process::run(argv, stdin)
 }
+
+/// A signal for [`send_signal`].
+pub use crate::bindings::hearth::node::process::Signal;
+
+/// Sends `signal` to the kept-running process of `argv` (starting it first
+/// if it is not running: compare [`generation`] before and after to know
+/// whether it just started and has read its configuration already).
+/// `Signal::Hangup` makes nginx and most daemons reload.
+pub fn send_signal(argv: &[String], signal: Signal) -> Result<(), CallError> {
+    wit_process::send_signal(argv, signal)
+}

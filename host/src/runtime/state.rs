@@ -58,6 +58,25 @@ pub trait Staged: Any + Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
+/// A finished call's slots, dropped after its effects are committed (or
+/// with them, when the call failed).
+struct SlotsUntilCommitted {
+    _slots: HashMap<TypeId, Box<dyn Any + Send>>,
+}
+
+impl Staged for SlotsUntilCommitted {
+    fn commit(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), CallError>> + Send>> {
+        Box::pin(async move {
+            drop(self);
+            Ok(())
+        })
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
 /// What the `http` capability decides a call's requests by: who is asking,
 /// what it was granted, and until when it may wait. Rebuilt for each call
 /// from its [`PluginCaller`]; the capability implements the `wasi:http`
@@ -167,10 +186,19 @@ impl CallState {
 
     /// Ends the call: its slots go (a warm instance must not keep a
     /// process lock or an event watch until its next call) and its staged
-    /// effects come out, to commit after success or to drop.
+    /// effects come out, to commit after success or to drop. The slots
+    /// leave last, after the commits: a process lock taken to serialize a
+    /// plugin's read-modify-write of its kv passes on only once the write
+    /// is durable.
     pub(super) fn end_call(&mut self) -> Vec<Box<dyn Staged>> {
-        self.slots.clear();
-        self.staged.drain().map(|(_, effect)| effect).collect()
+        let mut effects: Vec<Box<dyn Staged>> =
+            self.staged.drain().map(|(_, effect)| effect).collect();
+        if !self.slots.is_empty() {
+            effects.push(Box::new(SlotsUntilCommitted {
+                _slots: std::mem::take(&mut self.slots),
+            }));
+        }
+        effects
     }
 
     pub(super) fn limiter(&mut self) -> &mut CallLimiter {

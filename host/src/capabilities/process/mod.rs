@@ -9,8 +9,11 @@
 //! One process per (plugin, argument list), kept in [`Processes`] for the
 //! node's life: started on first use, started again after it exits (not
 //! sooner than a backoff that doubles, from 100 ms to 30 s, while it keeps
-//! dying within 5 s of starting), killed when the node stops — on drop,
-//! and by the kernel if the node itself is killed (`PR_SET_PDEATHSIG`).
+//! dying within 5 s of starting), stopped when the node stops — `SIGTERM`,
+//! then `SIGKILL` after [`STOP_GRACE`] — and sent `SIGTERM` by the kernel
+//! if the node itself is killed (`PR_SET_PDEATHSIG`). A graceful signal
+//! matters: a server with workers (nginx) takes them down with it, where a
+//! `SIGKILL` would leave them serving on its ports.
 //! Its stderr goes to the node's log tagged with the plugin. A call takes
 //! the process's lock on first use and keeps it until it returns (a slot
 //! of the call), so concurrent calls never interleave their lines. A call
@@ -40,6 +43,9 @@ const MAX_LINE: usize = 16 << 20;
 const MAX_RUN_OUTPUT: u64 = 1 << 20;
 /// Longest memo kept with a process.
 const MAX_MEMO: usize = 4096;
+/// How long a kept-running process has to exit after `SIGTERM` before it
+/// is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A process that lived this long before exiting resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(5);
 
@@ -47,8 +53,9 @@ const STABLE_AFTER: Duration = Duration::from_secs(5);
 type Env = Vec<(String, String)>;
 
 /// `argv` with nothing of the node's but `env`, its three streams piped,
-/// killed when dropped and when the node dies.
-fn command(argv: &[String], env: &Env) -> tokio::process::Command {
+/// sent `SIGTERM` when the node dies. A one-shot command is killed when
+/// dropped; a kept-running one is stopped by [`Live`]'s drop.
+fn command(argv: &[String], env: &Env, one_shot: bool) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(&argv[0]);
     command
         .args(&argv[1..])
@@ -57,7 +64,7 @@ fn command(argv: &[String], env: &Env) -> tokio::process::Command {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(one_shot);
     die_with_the_node(&mut command);
     command
 }
@@ -90,9 +97,50 @@ struct Supervised {
 }
 
 struct Live {
-    child: tokio::process::Child,
+    /// Always `Some` until dropped.
+    child: Option<tokio::process::Child>,
     stdin: tokio::process::ChildStdin,
     lines: mpsc::Receiver<String>,
+}
+
+impl Live {
+    fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    fn pid(&self) -> Option<rustix::process::Pid> {
+        let id = self.child.as_ref()?.id()?;
+        rustix::process::Pid::from_raw(i32::try_from(id).ok()?)
+    }
+}
+
+impl Drop for Live {
+    /// `SIGTERM`, and `SIGKILL` if it has not exited after [`STOP_GRACE`]
+    /// (when a runtime is still there to wait; otherwise the node is
+    /// exiting and the kernel sends `SIGTERM` again).
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        if let Some(pid) = child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+            });
+        }
+    }
 }
 
 impl Processes {
@@ -126,7 +174,7 @@ impl Supervised {
     /// Running, starting it (after the backoff) when it is not.
     async fn ensure_live(&mut self) -> Result<(), CallError> {
         let running = match self.live.as_mut() {
-            Some(live) => matches!(live.child.try_wait(), Ok(None)),
+            Some(live) => live.running(),
             None => false,
         };
         if !running {
@@ -149,7 +197,7 @@ impl Supervised {
     }
 
     fn spawn(&mut self) -> Result<Live, CallError> {
-        let mut child = command(&self.argv, &self.env).spawn().map_err(|e| {
+        let mut child = command(&self.argv, &self.env, false).spawn().map_err(|e| {
             CallError::new(
                 ErrorCode::Unavailable,
                 format!(
@@ -199,21 +247,22 @@ impl Supervised {
         self.started = Some(Instant::now());
         tracing::info!(plugin = %self.plugin, process = %self.argv[0], generation = self.generation, "process started");
         Ok(Live {
-            child,
+            child: Some(child),
             stdin,
             lines,
         })
     }
 }
 
-/// Asks the kernel to kill the child when the node dies, even by kill -9.
+/// Asks the kernel to send the child `SIGTERM` when the node dies, even
+/// by kill -9.
 fn die_with_the_node(command: &mut tokio::process::Command) {
     #[allow(unsafe_code)]
     // SAFETY: between fork and exec only async-signal-safe calls are made
     // (prctl), and nothing is allocated.
     unsafe {
         command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             Ok(())
         });
     }
@@ -448,6 +497,32 @@ impl process::Host for Process<'_> {
         bindings::to_wit(result)
     }
 
+    async fn send_signal(
+        &mut self,
+        argv: Vec<String>,
+        signal: process::Signal,
+    ) -> wasmtime::Result<Result<(), wit::CallError>> {
+        use rustix::process::Signal;
+        let signal = match signal {
+            process::Signal::Hangup => Signal::HUP,
+            process::Signal::Terminate => Signal::TERM,
+            process::Signal::Interrupt => Signal::INT,
+            process::Signal::Quit => Signal::QUIT,
+            process::Signal::User1 => Signal::USR1,
+            process::Signal::User2 => Signal::USR2,
+        };
+        let result = async {
+            let process = self.held(&argv).await?;
+            let Some(pid) = process.live.as_ref().and_then(Live::pid) else {
+                return Err(unavailable(process, "is not running"));
+            };
+            rustix::process::kill_process(pid, signal)
+                .map_err(|e| unavailable(process, &format!("cannot be signalled: {e}")))
+        }
+        .await;
+        bindings::to_wit(result)
+    }
+
     async fn run(
         &mut self,
         argv: Vec<String>,
@@ -474,7 +549,7 @@ async fn run_to_completion(
     input: Vec<u8>,
     deadline: Instant,
 ) -> Result<process::RunOutput, CallError> {
-    let mut child = command(argv, &env).spawn().map_err(|e| {
+    let mut child = command(argv, &env, true).spawn().map_err(|e| {
         CallError::new(
             ErrorCode::Unavailable,
             format!("cannot run `{}` for plugin `{plugin}`: {e}", argv[0]),
