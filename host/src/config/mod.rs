@@ -449,7 +449,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            err.contains("bundled: docker, echo, mcp, openapi, relay, signer, wallet"),
+            err.contains("bundled: docker, echo, mcp, openapi, proxy, relay, signer, wallet"),
             "{err}"
         );
     }

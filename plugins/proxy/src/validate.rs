@@ -118,7 +118,7 @@ impl Upstream {
             (host.to_ascii_lowercase(), port)
         };
         let port = match port.parse::<u16>() {
-            Ok(port) if port > 0 && port.to_string() == port.to_string() => port,
+            Ok(port) if port > 0 => port,
             _ => return bad("has a port that is not 1 to 65535 (and nothing after it)"),
         };
         if !port_text_ok(rest) {
@@ -151,10 +151,18 @@ mod tests {
 
     #[test]
     fn domains_are_ldh_names() {
-        for good in ["app.example", "App.Example.COM.", "a-b.c1.internal", "x.local"] {
+        for good in [
+            "app.example",
+            "App.Example.COM.",
+            "a-b.c1.internal",
+            "x.local",
+        ] {
             assert!(Domain::parse(good).is_ok(), "{good}");
         }
-        assert_eq!(Domain::parse("App.Example.").unwrap().as_str(), "app.example");
+        assert_eq!(
+            Domain::parse("App.Example.").unwrap().as_str(),
+            "app.example"
+        );
         for bad in [
             "",
             "example",
@@ -174,7 +182,11 @@ mod tests {
             assert!(Domain::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Domain::parse("a.internal").unwrap().is_under(".internal"));
-        assert!(!Domain::parse("ainternal.com").unwrap().is_under(".internal"));
+        assert!(
+            !Domain::parse("ainternal.com")
+                .unwrap()
+                .is_under(".internal")
+        );
     }
 
     #[test]
@@ -182,7 +194,9 @@ mod tests {
         let up = Upstream::parse("127.0.0.1:8080").unwrap();
         assert_eq!(up.to_string(), "http://127.0.0.1:8080");
         assert_eq!(
-            Upstream::parse("https://api.internal:443/").unwrap().to_string(),
+            Upstream::parse("https://api.internal:443/")
+                .unwrap()
+                .to_string(),
             "https://api.internal:443"
         );
         assert_eq!(

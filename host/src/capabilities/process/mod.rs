@@ -135,7 +135,10 @@ impl Drop for Live {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                if tokio::time::timeout(STOP_GRACE, child.wait())
+                    .await
+                    .is_err()
+                {
                     let _ = child.kill().await;
                 }
             });
