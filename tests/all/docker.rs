@@ -91,7 +91,7 @@ fn node(extra: &str) -> (TestNode, String) {
     (TestNode::start_with_stack(&stack), name)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     (18000..19000)
         .cycle()
         .skip((std::process::id() % 1000) as usize)

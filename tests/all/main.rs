@@ -12,6 +12,7 @@ mod limits;
 mod mcp;
 mod mesh;
 mod messaging;
+mod proxy;
 mod serve;
 mod socket;
 mod vault;

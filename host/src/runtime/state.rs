@@ -56,6 +56,11 @@ pub trait Staged: Any + Send {
     fn commit(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), CallError>> + Send>>;
     /// For finding a capability's own staged effect again.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// Effects commit in ascending order: writes (0) before what reports
+    /// them (node events, 1), so a report never precedes a failed write.
+    fn order(&self) -> u8 {
+        0
+    }
 }
 
 /// A finished call's slots, dropped after its effects are committed (or
@@ -193,6 +198,7 @@ impl CallState {
     pub(super) fn end_call(&mut self) -> Vec<Box<dyn Staged>> {
         let mut effects: Vec<Box<dyn Staged>> =
             self.staged.drain().map(|(_, effect)| effect).collect();
+        effects.sort_by_key(|effect| effect.order());
         if !self.slots.is_empty() {
             effects.push(Box::new(SlotsUntilCommitted {
                 _slots: std::mem::take(&mut self.slots),

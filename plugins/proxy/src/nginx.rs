@@ -261,12 +261,16 @@ pub fn ensure_running(settings: &Settings, cx: &Context) -> Result<Running, Call
     {
         Some(version) => version,
         None => {
+            // The first configuration serves nothing but the marker: written
+            // as it is (no check), since calls may get here together before
+            // the master's lock orders them, and `next.conf` is one file.
             let plan = Plan {
                 version: 1,
                 sites: Vec::new(),
                 challenges: Vec::new(),
             };
-            install(settings, &render(settings, &plan))?;
+            make_dirs()?;
+            files::write("nginx.conf", render(settings, &plan).as_bytes(), 0o644)?;
             1
         }
     };
@@ -289,11 +293,7 @@ pub fn ensure_running(settings: &Settings, cx: &Context) -> Result<Running, Call
 /// `nginx.conf`; a configuration nginx refuses is removed and its message
 /// returned.
 fn install(settings: &Settings, text: &str) -> Result<(), CallError> {
-    for dir in ["logs", "temp", "certs"] {
-        if files::list(dir).is_err() {
-            files::write(&format!("{dir}/.keep"), b"", 0o644)?;
-        }
-    }
+    make_dirs()?;
     files::write("next.conf", text.as_bytes(), 0o644)?;
     let argv = settings.test_argv();
     let checked = process::run(&argv, b"").map_err(|e| grant_hint(e, &argv))?;
@@ -311,6 +311,16 @@ fn install(settings: &Settings, text: &str) -> Result<(), CallError> {
         )));
     }
     files::rename("next.conf", "nginx.conf")
+}
+
+/// The directories nginx writes to (it makes none of them itself).
+fn make_dirs() -> Result<(), CallError> {
+    for dir in ["logs", "temp", "certs"] {
+        if files::list(dir).is_err() {
+            files::write(&format!("{dir}/.keep"), b"", 0o644)?;
+        }
+    }
+    Ok(())
 }
 
 /// Installs `plan` (its version one above what runs) and has nginx load
@@ -350,16 +360,27 @@ pub fn served_version(settings: &Settings) -> Result<Option<u64>, CallError> {
     }
 }
 
+/// How long the new version must answer before it counts as served: on
+/// `SIGHUP` the master starts new workers, sleeps 100 ms, and only then
+/// tells the old ones to stop accepting, so for a while either may answer.
+const SETTLED: Duration = Duration::from_millis(400);
+
 /// Waits until nginx serves `version` (at most 10 s, never past the
 /// deadline). Without `grants.http` for the check, waits one second.
 fn wait_serving(settings: &Settings, cx: &Context, version: u64) -> Result<(), CallError> {
     let started = Instant::now();
     let limit =
         Duration::from_secs(10).min(cx.time_left().saturating_sub(Duration::from_millis(300)));
+    let mut since: Option<Instant> = None;
     loop {
         match served_version(settings) {
-            Ok(Some(served)) if served >= version => return Ok(()),
-            Ok(_) => {}
+            Ok(Some(served)) if served >= version => {
+                let first = *since.get_or_insert_with(Instant::now);
+                if first.elapsed() >= SETTLED {
+                    return Ok(());
+                }
+            }
+            Ok(_) => since = None,
             Err(_) => {
                 log::warn(&format!(
                     "cannot check that nginx serves the new configuration: add \"{}\" to grants.http; waiting 1 s instead",

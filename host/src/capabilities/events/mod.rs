@@ -8,15 +8,18 @@
 //!
 //! `notify` records a node event instead, named after the plugin
 //! (`plugin.<name>.<kind>`), through the [`NodeEventSink`] the node puts in
-//! the call's resources.
+//! the call's resources — held back, like kv writes, until the call
+//! succeeds: an event never reports work a failed call rolled back.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hearth_registry::{CallError, ErrorCode};
 use wasmtime::component::{HasData, Linker};
 
-use crate::runtime::CallState;
 use crate::runtime::bindings::{self, hearth::node::events, wit};
+use crate::runtime::{CallState, Staged};
 
 /// Where `notify` records node events; the node's event log implements it.
 pub trait NodeEventSink: Send + Sync {
@@ -26,6 +29,32 @@ pub trait NodeEventSink: Send + Sync {
 
 /// The node's event log, as the call's resources hold it.
 pub struct NodeEventLog(pub Arc<dyn NodeEventSink>);
+
+/// Node events one call may record.
+const MAX_NOTICES: usize = 64;
+
+/// A call's node events, recorded when it succeeds.
+struct Notices {
+    log: Arc<NodeEventLog>,
+    events: Vec<(String, serde_json::Value)>,
+}
+
+impl Staged for Notices {
+    fn commit(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), CallError>> + Send>> {
+        for (kind, data) in self.events {
+            self.log.0.record(&kind, data);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn order(&self) -> u8 {
+        1
+    }
+}
 
 /// Largest `data` of a plugin's node event.
 const MAX_NOTIFY_BYTES: usize = 16 << 10;
@@ -106,8 +135,23 @@ impl events::Host for Events<'_> {
                     )
                 })?;
             let log = self.0.resource::<NodeEventLog>("node events")?;
-            let plugin = &self.0.caller().plugin;
-            log.0.record(&format!("plugin.{plugin}.{kind}"), data);
+            let kind = format!("plugin.{}.{kind}", self.0.caller().plugin);
+            let notices = self
+                .0
+                .staged(|| Notices {
+                    log,
+                    events: Vec::new(),
+                })
+                .ok_or_else(|| {
+                    CallError::new(ErrorCode::Failed, "events: this call's notices are lost")
+                })?;
+            if notices.events.len() >= MAX_NOTICES {
+                return Err(CallError::new(
+                    ErrorCode::ResourceExhausted,
+                    format!("a call records at most {MAX_NOTICES} node events"),
+                ));
+            }
+            notices.events.push((kind, data));
             Ok(())
         })();
         bindings::to_wit(result)
