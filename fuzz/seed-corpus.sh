@@ -9,7 +9,10 @@ set -euo pipefail
 out="$(realpath -m "${1:-$(dirname "$0")/corpus}")"
 cd "$(dirname "$0")"
 root=..
-mkdir -p "$out"/{stack_toml,plugin_toml,socket_frames,mesh_frames,mesh_handshake,vault_file}
+mkdir -p "$out"/{stack_toml,plugin_toml,socket_frames,mesh_frames,mesh_handshake,vault_file,files_paths}
+for seed in "\x00certs/a.pem|data" "\x00link/escaped|x" "\x00up/escaped|x" "\x02flink|link/moved" "\x03link" "\x04link" "\x00../escaped|x" "\x02a|up/escaped" "\x00flink|overwrite"; do
+    printf "$seed" > "$out/files_paths/seed-$(printf "$seed" | sha256sum | cut -c1-12)"
+done
 cp "$root"/examples/*.toml "$out"/stack_toml/
 for f in "$root"/host/tests/config-errors/stack/*.toml; do
     cp "$f" "$out/stack_toml/golden-$(basename "$f")"

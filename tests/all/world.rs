@@ -189,6 +189,7 @@ fn a_dynamic_plugin_lists_its_operations_over_http_at_load_and_again_when_told()
         [
             "/node/catalog/converse",
             "/node/catalog/fetch",
+            "/node/catalog/file",
             "/node/catalog/refresh",
             "/node/catalog/run",
             "/node/catalog/ticks",
@@ -530,5 +531,102 @@ fn a_granted_command_runs_to_completion_with_its_status_and_output() {
         other.stderr().contains("error[denied]") && other.stderr().contains("grants.process"),
         "{}",
         other.stderr()
+    );
+}
+
+fn file(node: &TestNode, input: serde_json::Value) -> hearth_tests::CliOutput {
+    node.cli(&["call", "/node/catalog/file", &input.to_string()])
+}
+
+#[test]
+fn a_plugin_reaches_files_only_inside_its_granted_directory() {
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+    // Without the grant: denied, naming it.
+    let ungranted = catalog_node("");
+    let denied = file(
+        &ungranted,
+        json!({"op": "write", "path": "a", "data": "x", "mode": 0o600}),
+    );
+    assert!(
+        denied.stderr().contains("error[denied]") && denied.stderr().contains("grants.files"),
+        "{}",
+        denied.stderr()
+    );
+
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "outside").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("granted");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+    let node = catalog_node(&format!("grants.files = {:?}", root.display().to_string()));
+    assert_eq!(
+        file(&node, json!({"op": "root"})).ok_json(),
+        root.display().to_string()
+    );
+    // Written whole, with the mode asked, directories made.
+    file(
+        &node,
+        json!({"op": "write", "path": "certs/site.key", "data": "key", "mode": 0o600}),
+    )
+    .ok_json();
+    let key = root.join("certs/site.key");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), "key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        file(&node, json!({"op": "read", "path": "certs/site.key"})).ok_json(),
+        "key"
+    );
+    let listed = file(&node, json!({"op": "list", "path": "certs"})).ok_json();
+    assert_eq!(
+        listed,
+        json!([{"name": "site.key", "dir": false, "mode": 0o600, "size": 3}])
+    );
+    // Nothing outside: not by `..`, not absolute, not through a link.
+    for (path, code) in [
+        ("../escaped", "invalid-input"),
+        ("/etc/passwd", "invalid-input"),
+        ("certs/../../escaped", "invalid-input"),
+        ("link/secret", "denied"),
+        ("link/new", "denied"),
+    ] {
+        for op in ["read", "write"] {
+            let out = file(
+                &node,
+                json!({"op": op, "path": path, "data": "x", "mode": 0o644}),
+            );
+            assert!(
+                out.stderr().contains(&format!("error[{code}]")),
+                "{op} {path}: {}",
+                out.stderr()
+            );
+        }
+    }
+    let out = file(
+        &node,
+        json!({"op": "rename", "path": "certs/site.key", "data": "link/stolen"}),
+    );
+    assert!(out.stderr().contains("error[denied]"), "{}", out.stderr());
+    let out = file(
+        &node,
+        json!({"op": "write", "path": "x", "data": "", "mode": 0o4755}),
+    );
+    assert!(
+        out.stderr().contains("error[invalid-input]"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        1,
+        "nothing was written outside"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+        "outside"
     );
 }

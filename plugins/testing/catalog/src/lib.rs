@@ -130,6 +130,43 @@ struct Ran {
     stderr: String,
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct FileInput {
+    /// `write`, `read`, `rename`, `remove`, `list` or `root`.
+    op: String,
+    #[serde(default)]
+    path: String,
+    /// What to write; the new name for `rename`.
+    #[serde(default)]
+    data: String,
+    #[serde(default)]
+    mode: u32,
+}
+
+/// One `files` operation, its result as JSON.
+fn file(_cx: &Context, input: FileInput) -> Result<serde_json::Value, CallError> {
+    use hearth_sdk::files;
+    Ok(match input.op.as_str() {
+        "write" => {
+            files::write(&input.path, input.data.as_bytes(), input.mode)?;
+            serde_json::Value::Null
+        }
+        "read" => serde_json::json!(files::read_string(&input.path)?),
+        "rename" => {
+            files::rename(&input.path, &input.data)?;
+            serde_json::Value::Null
+        }
+        "remove" => serde_json::json!(files::remove(&input.path)?),
+        "list" => serde_json::json!(
+            files::list(&input.path)?
+                .into_iter()
+                .map(|e| serde_json::json!({"name": e.name, "dir": e.dir, "mode": e.mode, "size": e.size}))
+                .collect::<Vec<_>>()
+        ),
+        _ => serde_json::json!(files::root()?),
+    })
+}
+
 /// Runs a granted command to completion.
 fn run(_cx: &Context, input: RunInput) -> Result<Ran, CallError> {
     let out = hearth_sdk::process::run(&input.argv, input.stdin.as_bytes())?;
@@ -166,6 +203,7 @@ impl Plugin for Catalog {
             refresh,
         );
         ops.mutation("run", "Runs a granted command to completion.", run);
+        ops.mutation("file", "One operation of the files capability.", file);
         ops.mutation(
             "converse",
             "Write lines to a granted process, reading one back after each.",
