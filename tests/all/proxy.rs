@@ -168,7 +168,7 @@ fn proxy_section(
         r#"
 [plugins.proxy]
 grants.kv = true
-grants.vault = ["m/74'/3'"]
+grants.vault = ["m/74'/4'"]
 grants.files = "{root}"
 grants.http = ["http://127.0.0.1:{http}"{origins}]
 {roots}grants.process = [
@@ -356,6 +356,19 @@ fn routes_are_served_checked_and_never_broken_by_bad_input() {
         status["serving_version"], status["config_version"],
         "{status}"
     );
+
+    // A certificate in use stays; once its route is gone it can go.
+    let error = proxy.refused("/node/proxy/cert-remove", json!({"domain": "app.internal"}));
+    assert!(error.contains("route-remove"), "{error}");
+    proxy.call(
+        "/node/proxy/route-remove",
+        json!({"domain": "app.internal"}),
+    );
+    let removed = proxy.call("/node/proxy/cert-remove", json!({"domain": "app.internal"}));
+    assert_eq!(removed["removed"], true);
+    assert!(!key.exists());
+    let certs = proxy.call("/node/proxy/certs", json!({}));
+    assert_eq!(certs["certificates"], json!([]));
 }
 
 /// The node's events until one of `kind` arrives (the kept ones replay).

@@ -396,6 +396,27 @@ mod tests {
 
     use super::*;
 
+    /// Every stack file in `examples/` is one the node accepts: the
+    /// operator guide points at them.
+    #[test]
+    fn every_example_stack_resolves() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&examples).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let stack = StackFile::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+            if let Err(e) = resolve::resolve(stack, &path, Some(path.clone())) {
+                panic!("{}: {e}", path.display());
+            }
+            checked += 1;
+        }
+        assert!(checked >= 4, "the examples went missing");
+    }
+
     #[test]
     fn the_default_stack_loads_the_bundled_plugins() {
         let stack = StackFile::parse(DEFAULT_STACK, Path::new("default")).unwrap();

@@ -627,7 +627,10 @@ fn resolve_grant_paths(
                 "name a directory of the plugin's own, as in \"/var/lib/hearth/proxy\"",
             ));
         }
-        grants.files = Some(base.join(dir));
+        // Absolute: the plugin writes it into configuration that another
+        // program, started elsewhere, reads.
+        let dir = base.join(dir);
+        grants.files = Some(std::path::absolute(&dir).unwrap_or(dir));
     }
     for root in &mut grants.http_roots {
         *root = base.join(&*root);

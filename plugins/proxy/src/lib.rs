@@ -10,6 +10,7 @@
 //! | `reload`       | mutation | `proxy:admin` | write, check and load the configuration again |
 //! | `status`       | query    | `proxy:read`  | what nginx serves, what is configured       |
 //! | `cert-issue`   | mutation | `proxy:admin` | obtain a certificate for a domain           |
+//! | `cert-remove`  | mutation | `proxy:admin` | forget a certificate no HTTPS route uses     |
 //! | `certs`        | query    | `proxy:read`  | domains, issuers, expiry                    |
 //! | `local-ca`     | query    | `proxy:read`  | the node-local CA's certificate, to trust   |
 //! | `expose`       | mutation | `proxy:admin` | a container's published port as a site      |
@@ -225,12 +226,12 @@ fn path_config(key: &str, default: &str) -> Result<String, CallError> {
 
 /// The vault path that seals certificate keys.
 fn seal_path() -> Result<String, CallError> {
-    path_config("seal_path", "m/74'/3'/2'")
+    path_config("seal_path", "m/74'/4'/2'")
 }
 
 /// The node-local CA: its signer and certificate (made once, kept in kv).
 fn local_ca() -> Result<(pki::VaultSigner, String), CallError> {
-    let signer = pki::VaultSigner::new(&path_config("local_ca_path", "m/74'/3'/1'")?)?;
+    let signer = pki::VaultSigner::new(&path_config("local_ca_path", "m/74'/4'/1'")?)?;
     if let Some(pem) = kv::get("local-ca")? {
         return Ok((signer, String::from_utf8_lossy(&pem).into_owned()));
     }
@@ -268,10 +269,11 @@ fn issue(
         let directory = path_config("acme_directory", LETS_ENCRYPT)?;
         let mut client = acme::Client::new(
             &directory,
-            &path_config("acme_account_path", "m/74'/3'/0'")?,
+            &path_config("acme_account_path", "m/74'/4'/0'")?,
         )?;
         client.account(config::get("acme_email")?.as_deref())?;
         let csr = pki::csr(&key, domain.as_str()).map_err(CallError::failed)?;
+        let before = running.version;
         let ordered = {
             let state = &*state;
             let mut publish =
@@ -281,8 +283,10 @@ fn issue(
         let issued = match ordered {
             Ok(issued) => issued,
             Err(e) => {
-                // Stop answering the challenge; the routes stay as they were.
-                let _ = state.apply(settings, cx, running, &[]);
+                // Stop answering the challenge, if nginx took it.
+                if running.version != before {
+                    let _ = state.apply(settings, cx, running, &[]);
+                }
                 return Err(e);
             }
         };
@@ -386,12 +390,22 @@ fn add_route(
         upstream: upstream.to_string(),
         tls,
     };
-    let due = |c: &CertRecord| c.not_after.saturating_sub(RENEW_BEFORE.as_secs()) <= now_s();
-    if tls && state.certs.get(domain.as_str()).is_none_or(due) {
-        issue(cx, &settings, &mut running, &mut state, &domain)?;
+    let needs_cert = tls && state.certs.get(domain.as_str()).is_none_or(is_due);
+    let previous = state.routes.insert(route.domain.clone(), route.clone());
+    let before = running.version;
+    let served = serve_route(cx, &settings, &mut running, &mut state, &domain, needs_cert);
+    if let Err(e) = served {
+        // Back to what kv still says (the call's writes are dropped), if
+        // nginx took anything in meanwhile.
+        if running.version != before {
+            match previous {
+                Some(previous) => state.routes.insert(route.domain.clone(), previous),
+                None => state.routes.remove(domain.as_str()),
+            };
+            let _ = state.apply(&settings, cx, &mut running, &[]);
+        }
+        return Err(e);
     }
-    state.routes.insert(route.domain.clone(), route.clone());
-    state.apply(&settings, cx, &mut running, &[])?;
     kv::set_json(&format!("route/{domain}"), &route)?;
     log::info(&format!(
         "route {domain} -> {upstream}{}",
@@ -406,6 +420,29 @@ fn add_route(
         route,
         config_version: running.version,
     })
+}
+
+/// True when a certificate is within 30 days of expiry.
+fn is_due(cert: &CertRecord) -> bool {
+    cert.not_after.saturating_sub(RENEW_BEFORE.as_secs()) <= now_s()
+}
+
+/// Serves the routes in `state`; when `needs_cert`, first has nginx check
+/// the new route (so a refusal never comes after a certificate was spent),
+/// then obtains the certificate.
+fn serve_route(
+    cx: &Context,
+    settings: &Settings,
+    running: &mut Running,
+    state: &mut State,
+    domain: &Domain,
+    needs_cert: bool,
+) -> Result<(), CallError> {
+    if needs_cert {
+        state.apply(settings, cx, running, &[])?;
+        issue(cx, settings, running, state, domain)?;
+    }
+    state.apply(settings, cx, running, &[])
 }
 
 fn route_add(cx: &Context, input: RouteInput) -> Result<RouteOutput, CallError> {
@@ -516,7 +553,6 @@ fn status(_cx: &Context, _input: Empty) -> Result<Status, CallError> {
     let settings = Settings::load()?;
     let state = State::load()?;
     let text = files::read_string("nginx.conf")?.unwrap_or_default();
-    let now = now_s();
     Ok(Status {
         serving_version: nginx::served_version(&settings).ok().flatten(),
         config_version: nginx::version_of(&text),
@@ -525,7 +561,7 @@ fn status(_cx: &Context, _input: Empty) -> Result<Status, CallError> {
         renewals_due: state
             .certs
             .values()
-            .filter(|c| c.not_after.saturating_sub(RENEW_BEFORE.as_secs()) <= now)
+            .filter(|c| is_due(c))
             .map(|c| c.domain.clone())
             .collect(),
         nginx_commands: vec![settings.master_argv(), settings.test_argv()],
@@ -547,6 +583,30 @@ fn cert_issue(cx: &Context, input: DomainInput) -> Result<CertView, CallError> {
         .get(domain.as_str())
         .map(CertView::from)
         .ok_or_else(|| CallError::failed("the certificate was not recorded"))
+}
+
+fn cert_remove(cx: &Context, input: DomainInput) -> Result<Removed, CallError> {
+    let domain = Domain::parse(&input.domain).map_err(CallError::invalid_input)?;
+    let settings = Settings::load()?;
+    let mut running = nginx::ensure_running(&settings, cx)?;
+    let mut state = State::load()?;
+    if state.routes.get(domain.as_str()).is_some_and(|r| r.tls) {
+        return Err(CallError::invalid_input(format!(
+            "`domain`: the HTTPS route {domain} uses this certificate; remove the route (route-remove) or add it again without tls first"
+        )));
+    }
+    let removed = state.certs.remove(domain.as_str()).is_some();
+    if removed {
+        kv::delete(&format!("cert/{domain}"))?;
+        state.apply(&settings, cx, &mut running, &[])?;
+        files::remove(&format!("certs/{domain}.key"))?;
+        files::remove(&format!("certs/{domain}.pem"))?;
+        log::info(&format!("certificate for {domain} removed"));
+    }
+    Ok(Removed {
+        removed,
+        config_version: running.version,
+    })
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -653,7 +713,7 @@ fn maintain(cx: &Context, _input: Empty) -> Result<Maintained, CallError> {
     let due: Vec<Domain> = state
         .certs
         .values()
-        .filter(|c| c.not_after.saturating_sub(RENEW_BEFORE.as_secs()) <= now_s())
+        .filter(|c| is_due(c))
         .filter_map(|c| Domain::parse(&c.domain).ok())
         .collect();
     let (mut renewed, mut failed) = (Vec::new(), Vec::new());
@@ -736,6 +796,12 @@ impl Plugin for Proxy {
             "cert-issue",
             "Obtain a certificate for a domain: over ACME (HTTP-01 through nginx), or from the node-local CA for .local/.internal names.",
             cert_issue,
+        )
+        .scopes(&["proxy:admin"]);
+        ops.mutation(
+            "cert-remove",
+            "Forget a certificate no HTTPS route uses (it is no longer renewed) and delete its files.",
+            cert_remove,
         )
         .scopes(&["proxy:admin"]);
         ops.query("certs", "Certificates: domains, issuers, expiry.", certs)
