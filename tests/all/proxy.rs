@@ -341,7 +341,18 @@ fn routes_are_served_checked_and_never_broken_by_bad_input() {
     );
     // Plain HTTP redirects to HTTPS on its port.
     assert_eq!(fetch("http", "app.internal", proxy.http, None).0, 301);
-    let key = proxy.node.dir().join("proxy/certs/app.internal.key");
+    // The chain and its key in one file named by serial, readable by the
+    // node's user alone.
+    let serial = added["certificate"]["serial"].as_str().unwrap();
+    let key = proxy
+        .node
+        .dir()
+        .join(format!("proxy/certs/app.internal-{serial}.pem"));
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("-----BEGIN PRIVATE KEY-----")
+    );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,

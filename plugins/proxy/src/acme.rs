@@ -193,8 +193,15 @@ impl Client {
         for authz_url in order["authorizations"].as_array().into_iter().flatten() {
             let authz_url = authz_url.as_str().unwrap_or_default().to_owned();
             let authz: Value = self.post("authorization", &authz_url, None, None)?.json()?;
-            if authz["status"] == "valid" {
-                continue;
+            match authz["status"].as_str() {
+                Some("valid") => continue,
+                Some("pending") => {}
+                other => {
+                    return Err(CallError::failed(format!(
+                        "ACME authorization for {domain} is {}",
+                        other.unwrap_or("without a status")
+                    )));
+                }
             }
             let challenge = authz["challenges"]
                 .as_array()
@@ -207,7 +214,7 @@ impl Client {
                     ))
                 })?;
             let token = challenge["token"].as_str().unwrap_or_default().to_owned();
-            if !crate::nginx::is_b64url(&token) {
+            if token.len() > 128 || !crate::nginx::is_b64url(&token) {
                 return Err(CallError::failed(
                     "ACME sent a challenge token that is not base64url",
                 ));
@@ -224,7 +231,13 @@ impl Client {
         }
         for (authz_url, challenge_url, _) in &pending {
             self.post("challenge", challenge_url, Some(&json!({})), None)?;
-            let authz = self.poll(cx, "authorization", authz_url, &["valid", "invalid"])?;
+            // Anything but pending or processing is final (RFC 8555 §7.1.6).
+            let authz = self.poll(
+                cx,
+                "authorization",
+                authz_url,
+                &["valid", "invalid", "deactivated", "expired", "revoked"],
+            )?;
             if authz["status"] != "valid" {
                 let detail = authz["challenges"]
                     .as_array()

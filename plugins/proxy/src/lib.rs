@@ -179,27 +179,24 @@ impl State {
         running: &mut Running,
         challenges: &[(String, String)],
     ) -> Result<(), CallError> {
-        let parsed: Vec<(Domain, Upstream, bool)> = self
+        let parsed: Vec<(Domain, Upstream, Option<String>)> = self
             .routes
             .values()
             .map(|r| {
                 let domain = Domain::parse(&r.domain).map_err(CallError::failed)?;
                 let upstream = Upstream::parse(&r.upstream).map_err(CallError::failed)?;
-                Ok((
-                    domain,
-                    upstream,
-                    r.tls && self.certs.contains_key(&r.domain),
-                ))
+                let cert = self.certs.get(&r.domain).filter(|_| r.tls).map(cert_file);
+                Ok((domain, upstream, cert))
             })
             .collect::<Result<_, CallError>>()?;
         let mut plan = Plan {
             version: 0,
             sites: parsed
                 .iter()
-                .map(|(domain, upstream, tls)| Site {
+                .map(|(domain, upstream, cert)| Site {
                     domain,
                     upstream,
-                    tls: *tls,
+                    cert: cert.as_deref(),
                 })
                 .collect(),
             challenges: challenges
@@ -213,6 +210,17 @@ impl State {
         nginx::apply(settings, cx, running, &mut plan)
     }
 }
+
+/// The file under `certs/` holding a certificate's chain and key (nginx
+/// reads both from one file), named by serial: a renewal writes a new file
+/// and the configuration switches to it, so a half-written pair is never
+/// in use.
+fn cert_file(cert: &CertRecord) -> String {
+    format!("{}-{}.pem", cert.domain, cert.serial)
+}
+
+/// Certificates one `maintain` run renews at most (the rest next time).
+const MAX_RENEWALS: usize = 16;
 
 fn is_local(domain: &Domain) -> Result<bool, CallError> {
     let suffixes: Vec<String> = config::get_json("local_suffixes")?
@@ -262,6 +270,11 @@ fn issue(
     let (source, directory, chain) = if is_local(domain)? {
         let (signer, ca) = local_ca()?;
         let days: u64 = config::get_json("local_cert_days")?.unwrap_or(90);
+        if !(31..=825).contains(&days) {
+            return Err(CallError::invalid_input(
+                "config `local_cert_days`: 31 to 825 (renewal starts 30 days before expiry)",
+            ));
+        }
         let chain = pki::issue_local(&signer, &ca, domain.as_str(), &key, now_s(), days)
             .map_err(CallError::failed)?;
         ("local", None, chain)
@@ -303,8 +316,6 @@ fn issue(
         )));
     }
     let key_pem = pki::key_to_pem(&key).map_err(CallError::failed)?;
-    files::write(&format!("certs/{domain}.key"), key_pem.as_bytes(), 0o600)?;
-    files::write(&format!("certs/{domain}.pem"), chain.as_bytes(), 0o644)?;
     let record = CertRecord {
         domain: domain.to_string(),
         source: source.to_owned(),
@@ -316,6 +327,14 @@ fn issue(
         chain_pem: chain,
         key_sealed: hex(&vault::encrypt(&seal_path()?, key_pem.as_bytes())?),
     };
+    if !record.serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CallError::failed("the certificate's serial is not hex"));
+    }
+    files::write(
+        &format!("certs/{}", cert_file(&record)),
+        format!("{}{key_pem}", record.chain_pem).as_bytes(),
+        0o600,
+    )?;
     kv::set_json(&format!("cert/{domain}"), &record)?;
     log::info(&format!(
         "certificate for {domain} from {} ({}), serial {}, expires {}",
@@ -328,20 +347,31 @@ fn issue(
     Ok(())
 }
 
-/// Rewrites the files of a recorded certificate when they are missing (a
-/// new directory, a restored node).
-fn restore_files(cert: &CertRecord) -> Result<(), CallError> {
-    let key_file = format!("certs/{}.key", cert.domain);
-    if files::read(&key_file)?.is_none() {
-        let sealed = unhex(&cert.key_sealed).ok_or_else(|| {
-            CallError::failed(format!("the stored key of {} is damaged", cert.domain))
-        })?;
-        let key_pem = vault::decrypt(&seal_path()?, &sealed)?;
-        files::write(&key_file, &key_pem, 0o600)?;
+/// Rewrites the file of a recorded certificate when it is missing (a new
+/// directory, a restored node); true when it did.
+fn restore_files(cert: &CertRecord) -> Result<bool, CallError> {
+    let file = format!("certs/{}", cert_file(cert));
+    if files::read(&file)?.is_some() {
+        return Ok(false);
     }
-    let chain_file = format!("certs/{}.pem", cert.domain);
-    if files::read(&chain_file)?.is_none() {
-        files::write(&chain_file, cert.chain_pem.as_bytes(), 0o644)?;
+    let sealed = unhex(&cert.key_sealed).ok_or_else(|| {
+        CallError::failed(format!("the stored key of {} is damaged", cert.domain))
+    })?;
+    let key_pem = vault::decrypt(&seal_path()?, &sealed)?;
+    let mut contents = cert.chain_pem.clone().into_bytes();
+    contents.extend_from_slice(&key_pem);
+    files::write(&file, &contents, 0o600)?;
+    Ok(true)
+}
+
+/// Removes files under `certs/` no recorded certificate names (renewed
+/// ones, removed ones).
+fn forget_old_files(state: &State) -> Result<(), CallError> {
+    let used: Vec<String> = state.certs.values().map(cert_file).collect();
+    for entry in files::list("certs")? {
+        if !entry.dir && entry.name != ".keep" && !used.contains(&entry.name) {
+            files::remove(&format!("certs/{}", entry.name))?;
+        }
     }
     Ok(())
 }
@@ -524,6 +554,7 @@ fn reload(cx: &Context, _input: Empty) -> Result<Reloaded, CallError> {
         restore_files(cert)?;
     }
     state.apply(&settings, cx, &mut running, &[])?;
+    forget_old_files(&state)?;
     Ok(Reloaded {
         config_version: running.version,
     })
@@ -599,8 +630,7 @@ fn cert_remove(cx: &Context, input: DomainInput) -> Result<Removed, CallError> {
     if removed {
         kv::delete(&format!("cert/{domain}"))?;
         state.apply(&settings, cx, &mut running, &[])?;
-        files::remove(&format!("certs/{domain}.key"))?;
-        files::remove(&format!("certs/{domain}.pem"))?;
+        forget_old_files(&state)?;
         log::info(&format!("certificate for {domain} removed"));
     }
     Ok(Removed {
@@ -628,8 +658,15 @@ struct LocalCa {
 }
 
 fn local_ca_op(_cx: &Context, _input: Empty) -> Result<LocalCa, CallError> {
+    // A query writes nothing: the CA is made by the first `.local` or
+    // `.internal` certificate.
+    let pem = kv::get("local-ca")?.ok_or_else(|| {
+        CallError::not_found(
+            "no node-local CA yet: it is made with the first certificate for a .local or .internal name",
+        )
+    })?;
     Ok(LocalCa {
-        certificate: local_ca()?.1,
+        certificate: String::from_utf8_lossy(&pem).into_owned(),
     })
 }
 
@@ -705,16 +742,14 @@ fn maintain(cx: &Context, _input: Empty) -> Result<Maintained, CallError> {
     let mut state = State::load()?;
     let mut restored = false;
     for cert in state.certs.values() {
-        if files::read(&format!("certs/{}.key", cert.domain))?.is_none() {
-            restore_files(cert)?;
-            restored = true;
-        }
+        restored |= restore_files(cert)?;
     }
     let due: Vec<Domain> = state
         .certs
         .values()
         .filter(|c| is_due(c))
         .filter_map(|c| Domain::parse(&c.domain).ok())
+        .take(MAX_RENEWALS)
         .collect();
     let (mut renewed, mut failed) = (Vec::new(), Vec::new());
     for domain in due {
@@ -729,7 +764,7 @@ fn maintain(cx: &Context, _input: Empty) -> Result<Maintained, CallError> {
                     "renewed the certificate for {domain}: expires {}",
                     rfc3339(new.not_after)
                 ));
-                events::notify(
+                let _ = events::notify(
                     "certificate-renewed",
                     &serde_json::json!({
                         "domain": domain.as_str(),
@@ -739,23 +774,24 @@ fn maintain(cx: &Context, _input: Empty) -> Result<Maintained, CallError> {
                         "not_after": rfc3339(new.not_after),
                         "issuer": new.issuer,
                     }),
-                )?;
+                );
                 renewed.push(domain.to_string());
             }
             Err(e) => {
                 log::warn(&format!(
                     "renewing the certificate for {domain} failed: {e}"
                 ));
-                events::notify(
+                let _ = events::notify(
                     "certificate-renewal-failed",
                     &serde_json::json!({"domain": domain.as_str(), "error": e.to_string()}),
-                )?;
+                );
                 failed.push(format!("{domain}: {}", e.message));
             }
         }
     }
     if !renewed.is_empty() || restored {
         state.apply(&settings, cx, &mut running, &[])?;
+        forget_old_files(&state)?;
     }
     Ok(Maintained {
         config_version: running.version,

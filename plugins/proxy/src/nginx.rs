@@ -67,9 +67,14 @@ impl Settings {
             )));
         }
         let worker_processes = config::get("worker_processes")?.unwrap_or_else(|| "auto".into());
-        if worker_processes != "auto" && worker_processes.parse::<u8>().is_err() {
+        let valid_workers = worker_processes == "auto"
+            || (worker_processes.bytes().all(|b| b.is_ascii_digit())
+                && worker_processes
+                    .parse::<u8>()
+                    .is_ok_and(|n| (1..=64).contains(&n)));
+        if !valid_workers {
             return Err(CallError::invalid_input(
-                "config `worker_processes`: write `auto` or a number",
+                "config `worker_processes`: write `auto` or a number from 1 to 64",
             ));
         }
         Ok(Settings {
@@ -128,8 +133,8 @@ pub struct Site<'a> {
     pub domain: &'a Domain,
     /// Where requests go.
     pub upstream: &'a Upstream,
-    /// Serve HTTPS with `certs/<domain>.pem` (the certificate exists).
-    pub tls: bool,
+    /// Serve HTTPS with this file under `certs/` (its chain and key).
+    pub cert: Option<&'a str>,
 }
 
 /// A pending HTTP-01 challenge.
@@ -202,10 +207,20 @@ pub fn render(settings: &Settings, plan: &Plan<'_>) -> String {
     for site in &plan.sites {
         let domain = site.domain.as_str();
         let upstream = site.upstream.to_string();
+        let sni = if site.upstream.scheme == "https" {
+            "            proxy_ssl_server_name on;\n"
+        } else {
+            ""
+        };
+        // Only a name the plugin made (domain, `-`, hex serial) is used.
+        let cert = site.cert.filter(|f| {
+            f.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+        });
         let proxy = format!(
-            "        location / {{\n            proxy_pass {upstream};\n            proxy_http_version 1.1;\n            proxy_set_header Host $host;\n            proxy_set_header X-Real-IP $remote_addr;\n            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n            proxy_set_header X-Forwarded-Proto $scheme;\n            proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection $connection_upgrade;\n        }}\n"
+            "        location / {{\n            proxy_pass {upstream};\n{sni}            proxy_http_version 1.1;\n            proxy_set_header Host $host;\n            proxy_set_header X-Real-IP $remote_addr;\n            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n            proxy_set_header X-Forwarded-Proto $scheme;\n            proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection $connection_upgrade;\n        }}\n"
         );
-        let plain = if site.tls {
+        let plain = if cert.is_some() {
             let port = if https == 443 {
                 String::new()
             } else {
@@ -221,10 +236,10 @@ pub fn render(settings: &Settings, plan: &Plan<'_>) -> String {
             text,
             "    server {{\n        listen {listen}:{http};\n        server_name {domain};\n{challenges}{plain}    }}\n"
         );
-        if site.tls {
+        if let Some(cert) = cert {
             let _ = writeln!(
                 text,
-                "    server {{\n        listen {listen}:{https} ssl http2;\n        server_name {domain};\n        ssl_certificate {root}/certs/{domain}.pem;\n        ssl_certificate_key {root}/certs/{domain}.key;\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:hearth:1m;\n{proxy}    }}\n"
+                "    server {{\n        listen {listen}:{https} ssl http2;\n        server_name {domain};\n        ssl_certificate {root}/certs/{cert};\n        ssl_certificate_key {root}/certs/{cert};\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:hearth:1m;\n{proxy}    }}\n"
             );
         }
     }
@@ -255,37 +270,49 @@ pub struct Running {
 /// Makes sure nginx runs a configuration of ours (writing a first one when
 /// there is none) and serves it.
 pub fn ensure_running(settings: &Settings, cx: &Context) -> Result<Running, CallError> {
-    let version = match files::read_string("nginx.conf")?
+    let first = |settings: &Settings| -> Result<(), CallError> {
+        // The first configuration serves nothing but the marker.
+        let plan = Plan {
+            version: 1,
+            sites: Vec::new(),
+            challenges: Vec::new(),
+        };
+        make_dirs()?;
+        files::write("nginx.conf", render(settings, &plan).as_bytes(), 0o644)
+    };
+    // nginx needs a file to start with; written before the lock (as it
+    // is: `next.conf` is one file, its check is for calls in order).
+    if files::read("nginx.conf")?.is_none() {
+        first(settings)?;
+    }
+    let master = settings.master_argv();
+    let generation = process::generation(&master).map_err(|e| grant_hint(e, &master))?;
+    // From here the master's lock orders this plugin's calls: what is on
+    // disk now is the truth.
+    let on_disk = match files::read_string("nginx.conf")?
         .as_deref()
         .and_then(version_of)
     {
         Some(version) => version,
         None => {
-            // The first configuration serves nothing but the marker: written
-            // as it is (no check), since calls may get here together before
-            // the master's lock orders them, and `next.conf` is one file.
-            let plan = Plan {
-                version: 1,
-                sites: Vec::new(),
-                challenges: Vec::new(),
-            };
-            make_dirs()?;
-            files::write("nginx.conf", render(settings, &plan).as_bytes(), 0o644)?;
+            first(settings)?;
             1
         }
     };
-    let master = settings.master_argv();
-    let generation = process::generation(&master).map_err(|e| grant_hint(e, &master))?;
     let ready = format!("ready {generation}");
     if process::memo(&master)?.as_deref() != Some(ready.as_str()) {
         // Just started: wait until it serves before any signal (a SIGHUP
         // before its handlers are installed would end it).
-        wait_serving(settings, cx, version)?;
+        wait_serving(settings, cx, on_disk)?;
         process::set_memo(&master, &ready)?;
     }
+    // A call that raced to write the first file may have put an older
+    // version on disk than nginx serves: count on from the larger, so a
+    // new version is never one nginx already answers with.
+    let served = served_version(settings).ok().flatten().unwrap_or(0);
     Ok(Running {
         generation,
-        version,
+        version: on_disk.max(served),
     })
 }
 
@@ -332,17 +359,30 @@ pub fn apply(
     plan: &mut Plan<'_>,
 ) -> Result<(), CallError> {
     plan.version = running.version + 1;
+    let previous = files::read("nginx.conf")?;
     install(settings, &render(settings, plan))?;
     let master = settings.master_argv();
-    let generation = process::generation(&master)?;
-    if generation == running.generation {
-        process::send_signal(&master, process::Signal::Hangup)?;
-    } else {
-        // It died and started again, reading the new file already.
-        running.generation = generation;
+    let loaded = (|| {
+        let generation = process::generation(&master)?;
+        if generation == running.generation {
+            process::send_signal(&master, process::Signal::Hangup)?;
+        } else {
+            // It died and started again, reading the new file already.
+            running.generation = generation;
+        }
+        wait_serving(settings, cx, plan.version)?;
+        process::set_memo(&master, &format!("ready {generation}"))
+    })();
+    if let Err(e) = loaded {
+        // nginx passed the check but did not load it (a port taken, say):
+        // the file on disk goes back to the last one that served, so a
+        // restarted nginx starts with that.
+        if let Some(previous) = previous {
+            let _ = files::write("nginx.conf", &previous, 0o644);
+            let _ = process::send_signal(&master, process::Signal::Hangup);
+        }
+        return Err(e);
     }
-    wait_serving(settings, cx, plan.version)?;
-    process::set_memo(&master, &format!("ready {generation}"))?;
     running.version = plan.version;
     Ok(())
 }
@@ -452,7 +492,7 @@ mod tests {
             sites: vec![Site {
                 domain: &domain,
                 upstream: &upstream,
-                tls: true,
+                cert: Some("app.example-0a1b.pem"),
             }],
             challenges: vec![
                 Challenge {
@@ -469,7 +509,7 @@ mod tests {
         assert_eq!(version_of(&text), Some(7));
         assert!(text.contains("proxy_pass http://127.0.0.1:18000;"));
         assert!(text.contains("listen 127.0.0.1:8443 ssl http2;"));
-        assert!(text.contains("ssl_certificate_key /srv/proxy/certs/app.example.key;"));
+        assert!(text.contains("ssl_certificate_key /srv/proxy/certs/app.example-0a1b.pem;"));
         assert!(text.contains("return 301 https://$host:8443$request_uri;"));
         assert!(text.contains("return 200 \"tok_en-1.thumb\";"));
         assert!(!text.contains("bad;token"));
