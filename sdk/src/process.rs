@@ -62,9 +62,10 @@ pub fn run(argv: &[String], stdin: &[u8]) -> Result<RunOutput, CallError> {
 /// A signal for [`send_signal`].
 pub use crate::bindings::hearth::node::process::Signal;
 
-/// Sends `signal` to the kept-running process of `argv` (starting it first
-/// if it is not running: compare [`generation`] before and after to know
-/// whether it just started and has read its configuration already).
+/// Sends `signal` to the kept-running process of `argv`; `unavailable`
+/// when it is not running (it is not started just to be signalled: call
+/// [`generation`] first, which starts it, and compare with the generation
+/// you saw — a process just started has read its configuration already).
 /// `Signal::Hangup` makes nginx and most daemons reload.
 pub fn send_signal(argv: &[String], signal: Signal) -> Result<(), CallError> {
     wit_process::send_signal(argv, signal)

@@ -362,6 +362,24 @@ impl Process<'_> {
         &mut self,
         argv: &[String],
     ) -> Result<&mut OwnedMutexGuard<Supervised>, CallError> {
+        let deadline = self.0.caller().ctx.deadline;
+        let held = self.locked(argv).await?;
+        tokio::time::timeout_at(deadline.into(), held.ensure_live())
+            .await
+            .map_err(|_| {
+                CallError::new(
+                    ErrorCode::Timeout,
+                    format!("process `{}` did not start before the deadline", argv[0]),
+                )
+            })??;
+        Ok(held)
+    }
+
+    /// The process `argv`, held by this call, as it is (running or not).
+    async fn locked(
+        &mut self,
+        argv: &[String],
+    ) -> Result<&mut OwnedMutexGuard<Supervised>, CallError> {
         let (plugin, env) = self.granted(argv)?;
         let deadline = self.0.caller().ctx.deadline;
         if !self.0.slot(Held::default).processes.contains_key(argv) {
@@ -383,21 +401,11 @@ impl Process<'_> {
                 .processes
                 .insert(argv.to_vec(), guard);
         }
-        let held = self
-            .0
+        self.0
             .slot(Held::default)
             .processes
             .get_mut(argv)
-            .ok_or_else(|| CallError::new(ErrorCode::Failed, "lost the process lock"))?;
-        tokio::time::timeout_at(deadline.into(), held.ensure_live())
-            .await
-            .map_err(|_| {
-                CallError::new(
-                    ErrorCode::Timeout,
-                    format!("process `{}` did not start before the deadline", argv[0]),
-                )
-            })??;
-        Ok(held)
+            .ok_or_else(|| CallError::new(ErrorCode::Failed, "lost the process lock"))
     }
 }
 
@@ -515,9 +523,20 @@ impl process::Host for Process<'_> {
             process::Signal::User2 => Signal::USR2,
         };
         let result = async {
-            let process = self.held(&argv).await?;
-            let Some(pid) = process.live.as_ref().and_then(Live::pid) else {
-                return Err(unavailable(process, "is not running"));
+            // Never started to be signalled: a process just started may not
+            // handle the signal yet (nginx would die of a SIGHUP).
+            let process = self.locked(&argv).await?;
+            let running = process.live.as_mut().is_some_and(Live::running);
+            let pid = process
+                .live
+                .as_ref()
+                .and_then(Live::pid)
+                .filter(|_| running);
+            let Some(pid) = pid else {
+                return Err(unavailable(
+                    process,
+                    "is not running (it starts again on its next use)",
+                ));
             };
             rustix::process::kill_process(pid, signal)
                 .map_err(|e| unavailable(process, &format!("cannot be signalled: {e}")))
