@@ -20,9 +20,20 @@ impl Drop for Server {
     }
 }
 
+/// A port nothing listens on now and that no other test of this run was
+/// given: the kernel may hand the same free port to two tests starting
+/// servers at once, and `serve` would then take the other's for its own.
 pub(crate) fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Starts `command` (told its port by `port`) and waits until it listens.
