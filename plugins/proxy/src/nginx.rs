@@ -286,7 +286,7 @@ pub fn ensure_running(settings: &Settings, cx: &Context) -> Result<Running, Call
         first(settings)?;
     }
     let master = settings.master_argv();
-    let generation = process::generation(&master).map_err(|e| grant_hint(e, &master))?;
+    let generation = process::generation(&master)?;
     // From here the master's lock orders this plugin's calls: what is on
     // disk now is the truth.
     let on_disk = match files::read_string("nginx.conf")?
@@ -323,7 +323,7 @@ fn install(settings: &Settings, text: &str) -> Result<(), CallError> {
     make_dirs()?;
     files::write("next.conf", text.as_bytes(), 0o644)?;
     let argv = settings.test_argv();
-    let checked = process::run(&argv, b"").map_err(|e| grant_hint(e, &argv))?;
+    let checked = process::run(&argv, b"")?;
     if checked.status != Some(0) {
         let _ = files::remove("next.conf");
         let message = String::from_utf8_lossy(&checked.stderr);
@@ -450,22 +450,6 @@ fn wait_serving(settings: &Settings, cx: &Context, version: u64) -> Result<(), C
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A `denied` process error with the grant the operator must add.
-fn grant_hint(e: CallError, argv: &[String]) -> CallError {
-    if e.code != ErrorCode::Denied {
-        return e;
-    }
-    let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
-    CallError::new(
-        ErrorCode::Denied,
-        format!(
-            "{}; the proxy runs nginx as [{}]",
-            e.message,
-            quoted.join(", ")
-        ),
-    )
 }
 
 #[cfg(test)]

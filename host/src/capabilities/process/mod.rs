@@ -111,9 +111,13 @@ impl Live {
     }
 
     fn pid(&self) -> Option<rustix::process::Pid> {
-        let id = self.child.as_ref()?.id()?;
-        rustix::process::Pid::from_raw(i32::try_from(id).ok()?)
+        pid_of(self.child.as_ref()?)
     }
+}
+
+/// The child's pid, while it has not been reaped.
+fn pid_of(child: &tokio::process::Child) -> Option<rustix::process::Pid> {
+    rustix::process::Pid::from_raw(i32::try_from(child.id()?).ok()?)
 }
 
 impl Drop for Live {
@@ -127,10 +131,7 @@ impl Drop for Live {
         if !matches!(child.try_wait(), Ok(None)) {
             return;
         }
-        if let Some(pid) = child
-            .id()
-            .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
-        {
+        if let Some(pid) = pid_of(&child) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
