@@ -55,9 +55,11 @@ pub(super) async fn serve_connection(
                 let link = link.clone();
                 let session = session.clone();
                 let budget = budget.clone();
-                tokio::spawn(async move {
+                // Boxed: tokio moves a task's future by copying it, and
+                // this one holds the whole pipeline's (kilobytes).
+                tokio::spawn(Box::pin(async move {
                     serve_call(&mesh, &link, &session, &budget, send, recv).await;
-                });
+                }));
             }
             Err(err) => return err,
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config::EngineLimits;
 
@@ -47,6 +47,9 @@ pub fn build(limits: &EngineLimits) -> wasmtime::Result<Engine> {
         // the slots ever touched (each keeping its resident bytes) number no
         // more than the peak of concurrent instances.
         .max_unused_warm_slots(0)
+        // Reset only the pages an instance wrote (Linux 6.7+ `PAGEMAP_SCAN`;
+        // elsewhere the whole kept-resident prefix is reset).
+        .pagemap_scan(Enabled::Auto)
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
         .table_keep_resident(KEEP_RESIDENT_TABLE);
 

@@ -460,7 +460,7 @@ fn start_call<E: OperationEnv>(
     let node = node.clone();
     let tx = tx.clone();
     let registry = in_flight.clone();
-    let task = tokio::spawn(async move {
+    let task = async move {
         let mut events = SocketEvents { id, tx };
         let served = crate::ops::serve(|r| node.call(r), request, &mut events).await;
         let Served::Done(outcome) = served else {
@@ -471,7 +471,10 @@ fn start_call<E: OperationEnv>(
         if lock(&registry).remove(&id).is_some() {
             let _ = events.tx.send(NodeFrame::reply(id, outcome)).await;
         }
-    });
+    };
+    // Boxed so the task tokio moves around (at spawn and on completion)
+    // is a pointer, not the pipeline's whole future (kilobytes).
+    let task = tokio::spawn(Box::pin(task));
     guard.insert(id, task.abort_handle());
 }
 

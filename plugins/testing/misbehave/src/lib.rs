@@ -167,6 +167,71 @@ fn config(_cx: &Context, input: ConfigQuery) -> Result<ConfigSeen, CallError> {
     })
 }
 
+/// A marker value to write into, or look for in, linear memory.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Stain {
+    /// The 8-byte pattern (never 0).
+    marker: u64,
+    /// KiB of fresh heap to fill with it (beside the static buffer).
+    #[serde(default)]
+    kib: u32,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Stains {
+    /// 8-byte-aligned places in the whole linear memory holding the marker.
+    found: u64,
+    /// Linear memory size in bytes.
+    memory_bytes: u64,
+}
+
+/// Zero-initialised, so it lives in memory the image does not cover.
+static mut STAINED: [u64; 512] = [0; 512];
+
+/// Writes `marker` into a static buffer, the stack and `kib` KiB of heap
+/// that is never freed: what a later call must not be able to see.
+fn stain(_cx: &Context, input: Stain) -> Result<Stains, CallError> {
+    let words = input.kib as usize * 128;
+    let heap: Vec<u64> = vec![input.marker; words];
+    std::mem::forget(black_box(heap));
+    let stack = black_box([input.marker; 64]);
+    // SAFETY: one call at a time runs in an instance; nothing else holds
+    // a reference to the buffer.
+    unsafe {
+        let buffer = &mut *std::ptr::addr_of_mut!(STAINED);
+        buffer.fill(input.marker);
+        black_box(&buffer);
+    }
+    black_box(stack);
+    scan(_cx, input)
+}
+
+/// Counts the marker across the whole linear memory, byte 0 to its end.
+fn scan(_cx: &Context, input: Stain) -> Result<Stains, CallError> {
+    if input.marker == 0 {
+        return Err(CallError::new(
+            ErrorCode::InvalidInput,
+            "marker 0 is everywhere",
+        ));
+    }
+    let memory_bytes = (core::arch::wasm32::memory_size(0) as u64) << 16;
+    let mut found = 0;
+    // Address 0 is a valid wasm address; reading through a raw pointer
+    // avoids Rust's null checks.
+    for addr in (8..memory_bytes).step_by(8) {
+        // SAFETY: every address below memory.size is readable in wasm.
+        let word = unsafe { std::ptr::read_volatile(addr as usize as *const u64) };
+        if word == input.marker {
+            found += 1;
+        }
+    }
+    Ok(Stains {
+        found,
+        memory_bytes,
+    })
+}
+
 struct Misbehave;
 
 impl Plugin for Misbehave {
@@ -188,6 +253,12 @@ impl Plugin for Misbehave {
         );
         ops.query("peek", "Read a kv value.", peek);
         ops.query("config", "Show this instance's configuration.", config);
+        ops.query(
+            "stain",
+            "Write a marker into static, stack and heap memory; count it.",
+            stain,
+        );
+        ops.query("scan", "Count a marker across all linear memory.", scan);
     }
 }
 
