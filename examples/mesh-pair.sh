@@ -53,9 +53,14 @@ done
 kill "$(cat "$DIR/head/pid")" "$(cat "$DIR/worker-1/pid")"
 sleep 0.5
 
-# Pasted in; the worker's operator grants the head echo and the native ops.
+# Pasted in; the worker's operator grants the head echo (paths and the
+# scope its operations ask for) and the native ops.
 cat "$DIR/worker-1.id" >>"$DIR/head/stack.toml"
-{ cat "$DIR/head.id"; echo 'allow = ["/node/echo/*", "/node/host/*"]'; } >>"$DIR/worker-1/stack.toml"
+{
+    cat "$DIR/head.id"
+    echo 'allow = ["/node/echo/*", "/node/host/*"]'
+    echo 'scopes = ["echo:read"]'
+} >>"$DIR/worker-1/stack.toml"
 serve worker-1
 serve head
 
