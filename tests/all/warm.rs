@@ -72,8 +72,9 @@ fn the_memory_scan_does_find_what_a_warm_instance_kept() {
         "[plugins.misbehave]\npath = \"misbehave\"\nwarm_instances = 1\n",
     );
     let baseline = stains(&node, "scan", 0);
-    let written = stains(&node, "stain", 64);
-    assert!(stains(&node, "scan", 0) >= written.min(baseline + 500));
+    stains(&node, "stain", 64);
+    let seen = stains(&node, "scan", 0);
+    assert!(seen > baseline + 500, "the scan found {seen} words");
 }
 
 #[test]

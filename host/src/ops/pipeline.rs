@@ -541,18 +541,16 @@ impl Node {
                 format!("plugin `{name}` is not loaded"),
             )
         })?;
-        // Boxed: the runtime's future (instantiation, the call on its fiber)
-        // is many kilobytes, and every door spawns a task holding the
-        // pipeline's future, which tokio moves by copying at spawn and at
-        // completion. Kept apart, the task stays small.
-        let output = Box::pin(self.runtime.call(
-            plugin,
-            self.resources.clone(),
-            route.spec.path.name(),
-            input,
-            ctx,
-        ))
-        .await?;
+        let output = self
+            .runtime
+            .call(
+                plugin,
+                self.resources.clone(),
+                route.spec.path.name(),
+                input,
+                ctx,
+            )
+            .await?;
         let output = serde_json::from_str(&output).map_err(|e| {
             CallError::new(
                 ErrorCode::Failed,

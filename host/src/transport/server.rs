@@ -473,7 +473,8 @@ fn start_call<E: OperationEnv>(
         }
     };
     // Boxed so the task tokio moves around (at spawn and on completion)
-    // is a pointer, not the pipeline's whole future (kilobytes).
+    // is a pointer, not the pipeline's whole future (9.7 KiB with a plugin
+    // call in it): one copy into the box instead of three.
     let task = tokio::spawn(Box::pin(task));
     guard.insert(id, task.abort_handle());
 }

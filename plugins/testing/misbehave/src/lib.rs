@@ -191,7 +191,7 @@ static mut STAINED: [u64; 512] = [0; 512];
 
 /// Writes `marker` into a static buffer, the stack and `kib` KiB of heap
 /// that is never freed: what a later call must not be able to see.
-fn stain(_cx: &Context, input: Stain) -> Result<Stains, CallError> {
+fn stain(cx: &Context, input: Stain) -> Result<Stains, CallError> {
     let words = input.kib as usize * 128;
     let heap: Vec<u64> = vec![input.marker; words];
     std::mem::forget(black_box(heap));
@@ -204,7 +204,7 @@ fn stain(_cx: &Context, input: Stain) -> Result<Stains, CallError> {
         black_box(&buffer);
     }
     black_box(stack);
-    scan(_cx, input)
+    scan(cx, input)
 }
 
 /// Counts the marker across the whole linear memory, byte 0 to its end.
