@@ -1,6 +1,8 @@
 //! Builds the plugins in `plugins/` for `wasm32-wasip2` and bundles them
 //! into the `host` binary, so `cargo run -- serve` and `cargo test` need no
-//! manual step.
+//! manual step. Each bundled plugin is also compiled to native code here,
+//! with the engine configuration the node uses by default, so a node's
+//! first start loads it instead of compiling it.
 //!
 //! The plugins are a separate workspace with their own target directory,
 //! so this nested build never waits on the outer build's lock. The wasm
@@ -14,6 +16,10 @@ use std::process::Command;
 
 #[path = "src/cli/wasm_target.rs"]
 mod wasm_target;
+
+#[path = "src/runtime/engine_config.rs"]
+#[allow(dead_code)]
+mod engine_config;
 
 use wasm_target::WASM_TARGET;
 
@@ -108,6 +114,7 @@ fn run() -> Result<(), String> {
     );
     let bundle_dir = out_dir.join("plugins");
     fs::create_dir_all(&bundle_dir).map_err(|e| e.to_string())?;
+    let precompiler = precompiler()?;
     let mut generated = String::from("&[\n");
     for dir in &plugins {
         let name = dir
@@ -117,13 +124,23 @@ fn run() -> Result<(), String> {
         let wasm = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
         let bundled_wasm = bundle_dir.join(format!("{name}.wasm"));
         let bundled_manifest = bundle_dir.join(format!("{name}.plugin.toml"));
-        copy_if_changed(&wasm, &bundled_wasm)?;
+        let bundled_artifact = bundle_dir.join(format!("{name}.cwasm"));
+        let bytes = fs::read(&wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
+        write_if_changed(&bundled_wasm, &bytes)?;
         copy_if_changed(&dir.join("plugin.toml"), &bundled_manifest)?;
+        let artifact = match &precompiler {
+            Some(engine) => engine
+                .precompile_component(&bytes)
+                .map_err(|e| format!("cannot precompile plugin {name}: {e:#}"))?,
+            None => Vec::new(),
+        };
+        write_if_changed(&bundled_artifact, &artifact)?;
         let _ = writeln!(
             generated,
-            "    BundledPlugin {{ name: {name:?}, manifest: include_str!({:?}), component: include_bytes!({:?}) }},",
+            "    BundledPlugin {{ name: {name:?}, manifest: include_str!({:?}), component: include_bytes!({:?}), precompiled: include_bytes!({:?}) }},",
             bundled_manifest.display().to_string(),
             bundled_wasm.display().to_string(),
+            bundled_artifact.display().to_string(),
         );
     }
     generated.push(']');
@@ -131,12 +148,33 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
+/// The engine that compiles the bundled plugins: the node's configuration
+/// for its default limits. `None` for a cross build, whose node runs on
+/// another CPU than this one (it then compiles at its first start).
+fn precompiler() -> Result<Option<wasmtime::Engine>, String> {
+    if env::var("TARGET").ok() != env::var("HOST").ok() {
+        println!(
+            "cargo::warning=cross build: bundled plugins are compiled at the node's first start"
+        );
+        return Ok(None);
+    }
+    let config = engine_config::engine_config(&engine_config::PRECOMPILED_SHAPE);
+    wasmtime::Engine::new(&config)
+        .map(Some)
+        .map_err(|e| format!("cannot start wasmtime to precompile the plugins: {e:#}"))
+}
+
 /// Copies `from` to `to` unless `to` already has the same bytes, so an
 /// unchanged plugin does not make the host recompile.
 fn copy_if_changed(from: &Path, to: &Path) -> Result<(), String> {
     let bytes = fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
-    if fs::read(to).ok().as_deref() != Some(bytes.as_slice()) {
-        fs::write(to, &bytes).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+    write_if_changed(to, &bytes)
+}
+
+/// Writes `bytes` to `to` unless it already holds them.
+fn write_if_changed(to: &Path, bytes: &[u8]) -> Result<(), String> {
+    if fs::read(to).ok().as_deref() != Some(bytes) {
+        fs::write(to, bytes).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
     }
     Ok(())
 }

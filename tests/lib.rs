@@ -125,6 +125,15 @@ impl TestNode {
         )
     }
 
+    /// Starts a node with the stack file text `stack` and its cache in its
+    /// own data directory.
+    pub fn start_with_stack_and_own_cache(stack: &str) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("stack.toml");
+        std::fs::write(&config, stack).expect("write stack");
+        TestNode::launch(dir, config, true, Vec::new())
+    }
+
     /// Starts `host serve` with `examples/stack.toml` in `dir` (whose `data`
     /// directory may already hold a vault), with extra environment.
     pub fn start_in_with_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> TestNode {

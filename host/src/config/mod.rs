@@ -36,6 +36,10 @@ pub struct BundledPlugin {
     pub manifest: &'static str,
     /// The component, built for wasm32-wasip2.
     pub component: &'static [u8],
+    /// The component compiled at build time for an engine of
+    /// `PRECOMPILED_SHAPE` on the build machine's CPU; empty when the
+    /// build did not make one (a cross build).
+    pub precompiled: &'static [u8],
 }
 
 /// Every plugin bundled at build time.
@@ -54,6 +58,10 @@ pub struct PluginSource {
     pub manifest: PluginManifest,
     /// The component bytes.
     pub component: Cow<'static, [u8]>,
+    /// The same component compiled when `host` was built (bundled plugins
+    /// only); used when the engine accepts it, which saves compiling at
+    /// start.
+    pub precompiled: Option<&'static [u8]>,
     /// What the operator granted.
     pub grants: GrantSet,
     /// How it runs: memory, deadlines, warm instances.

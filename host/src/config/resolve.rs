@@ -447,7 +447,12 @@ fn plugin(
             NAME_RULE,
         ));
     }
-    let (mut manifest, component, mut origin) = match &entry.path {
+    let Loaded {
+        mut manifest,
+        component,
+        precompiled,
+        mut origin,
+    } = match &entry.path {
         Some(dir) => from_dir(file, name, component_name, dir)?,
         None => bundled(file, name, component_name)?,
     };
@@ -602,6 +607,7 @@ fn plugin(
         name: name.to_owned(),
         manifest,
         component,
+        precompiled,
         grants,
         settings,
         origin,
@@ -768,7 +774,13 @@ fn warn_unrequested(name: &str, grants: &GrantSet, manifest: &PluginManifest) {
     }
 }
 
-type Loaded = (PluginManifest, Cow<'static, [u8]>, String);
+/// A plugin's code and manifest, from the binary or from a directory.
+struct Loaded {
+    manifest: PluginManifest,
+    component: Cow<'static, [u8]>,
+    precompiled: Option<&'static [u8]>,
+    origin: String,
+}
 
 /// The bundled component `component`, for entry `name`.
 fn bundled(file: &File, name: &str, component: &str) -> Result<Loaded, ConfigError> {
@@ -793,11 +805,13 @@ fn bundled(file: &File, name: &str, component: &str) -> Result<Loaded, ConfigErr
     };
     let manifest_file = File(format!("plugins/{component}/plugin.toml (bundled)"));
     let manifest = manifest(&manifest_file, component, bundled.manifest)?;
-    Ok((
+    Ok(Loaded {
         manifest,
-        Cow::Borrowed(bundled.component),
-        "bundled".to_owned(),
-    ))
+        component: Cow::Borrowed(bundled.component),
+        // Empty when the build could not precompile (a cross build).
+        precompiled: (!bundled.precompiled.is_empty()).then_some(bundled.precompiled),
+        origin: "bundled".to_owned(),
+    })
 }
 
 /// Loads `<dir>/plugin.toml` and `<dir>/<component>.wasm` for entry `name`.
@@ -818,7 +832,12 @@ fn from_dir(file: &File, name: &str, component: &str, dir: &Path) -> Result<Load
         .map_err(|_| manifest_file.invalid("the file", "is not UTF-8", "save it as UTF-8 text"))?;
     let manifest = manifest(&manifest_file, component, &text)?;
     let bytes = read(&dir.join(format!("{component}.wasm")))?;
-    Ok((manifest, Cow::Owned(bytes), dir.display().to_string()))
+    Ok(Loaded {
+        manifest,
+        component: Cow::Owned(bytes),
+        precompiled: None,
+        origin: dir.display().to_string(),
+    })
 }
 
 /// Parses a plugin's manifest and checks it names the plugin.

@@ -1,7 +1,10 @@
-//! The precompiled-component cache.
+//! The precompiled-component cache, and the artifacts built into `host`.
 //!
 //! Compiling a component takes hundreds of milliseconds; loading a
-//! precompiled one takes about one. Entries are keyed by the SHA-256 of the
+//! precompiled one takes about one. A bundled plugin comes with an artifact
+//! compiled by the build script (`host/build.rs`), used whenever wasmtime
+//! accepts it for this engine, so even a node's first start compiles
+//! nothing for the default configuration. Entries are keyed by the SHA-256 of the
 //! component bytes and by the engine's compatibility hash (wasmtime version
 //! and codegen settings), so a new plugin build or a new `host` never loads
 //! a stale artifact. Files are written to a temporary name and renamed, so
@@ -22,7 +25,9 @@ use super::RuntimeError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CacheOutcome {
-    /// Loaded precompiled.
+    /// Loaded the artifact compiled when `host` was built.
+    BuiltIn,
+    /// Loaded precompiled from the cache directory.
     Hit,
     /// Compiled now (and stored).
     Miss,
@@ -47,14 +52,28 @@ impl ComponentCache {
         })
     }
 
-    /// The compiled component for `bytes`, from the cache when possible.
-    /// Returns it with the outcome and the bytes' SHA-256.
+    /// The compiled component for `bytes`: the build's artifact
+    /// `precompiled` when the engine accepts it, else from the cache, else
+    /// compiled now (and cached). Returns it with the outcome and the
+    /// bytes' SHA-256.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
+        precompiled: Option<&'static [u8]>,
     ) -> Result<(Component, CacheOutcome, String), RuntimeError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
+        if let Some(artifact) = precompiled {
+            match deserialize_built_in(engine, artifact) {
+                Ok(component) => return Ok((component, CacheOutcome::BuiltIn, sha256)),
+                // Expected when the limits differ from the defaults (another
+                // memory reservation) or the binary moved to another CPU.
+                Err(err) => tracing::debug!(
+                    error = %err,
+                    "the built-in artifact does not fit this engine; using the cache"
+                ),
+            }
+        }
         let path = self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key));
         if path.is_file() {
             match deserialize(engine, &path) {
@@ -78,6 +97,16 @@ impl ComponentCache {
         }
         Ok((component, CacheOutcome::Miss, sha256))
     }
+}
+
+#[allow(unsafe_code)]
+fn deserialize_built_in(engine: &Engine, artifact: &'static [u8]) -> wasmtime::Result<Component> {
+    // SAFETY: wasmtime trusts precompiled artifacts. This one is part of the
+    // `host` binary: the build script made it with `precompile_component`
+    // from the bundled component, and wasmtime checks on load that it was
+    // compiled by this wasmtime version for a compatible configuration and
+    // CPU, refusing it otherwise.
+    unsafe { Component::deserialize(engine, artifact) }
 }
 
 #[allow(unsafe_code)]

@@ -17,6 +17,7 @@
 pub mod bindings;
 mod cache;
 mod engine;
+mod engine_config;
 mod limits;
 mod state;
 mod stderr;
@@ -157,9 +158,9 @@ impl Runtime {
             plugin: name.to_owned(),
             message,
         };
-        let (component, cache, sha256) = self
-            .cache
-            .load_or_compile(&self.engine, &source.component)?;
+        let (component, cache, sha256) =
+            self.cache
+                .load_or_compile(&self.engine, &source.component, source.precompiled)?;
         let pre = self.link(&component).map_err(|e| {
             let text = format!("{e:#}");
             match imported_version(&text) {
@@ -596,7 +597,7 @@ fn failure_to_call_error(
             format!(
                 "operation `{op}` of plugin `{}` exhausted the wasm stack ({} KiB), usually unbounded recursion",
                 plugin.name,
-                engine::MAX_WASM_STACK >> 10
+                engine_config::MAX_WASM_STACK >> 10
             ),
         );
     }
@@ -631,7 +632,57 @@ fn describe_failure(err: &wasmtime::Error, store: &Store<CallState>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::imported_version;
+    use std::path::Path;
+
+    use hearth_registry::StackFile;
+    use wasmtime::component::Component;
+
+    use super::engine_config::{EngineShape, PRECOMPILED_SHAPE};
+    use super::{engine, imported_version};
+    use crate::config::{BUNDLED, DEFAULT_STACK, NodeConfig};
+
+    #[test]
+    fn the_default_limits_make_the_engine_the_bundled_plugins_were_compiled_for() {
+        let stack = StackFile::parse(DEFAULT_STACK, Path::new("default")).unwrap();
+        let limits = NodeConfig::from_stack(stack, None).unwrap().engine_limits();
+        let shape = EngineShape {
+            max_instances: limits.max_instances,
+            max_memory_bytes: limits.max_memory_bytes,
+            max_table_elements: limits.max_table_elements,
+        };
+        assert_eq!(shape, PRECOMPILED_SHAPE);
+        let engine = engine::build(&limits).unwrap();
+        assert!(!BUNDLED.is_empty());
+        for plugin in BUNDLED {
+            // SAFETY: the artifact is the build script's `precompile_component`
+            // output, and wasmtime checks it against this engine first.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize(&engine, plugin.precompiled) };
+            if let Err(err) = loaded {
+                panic!(
+                    "bundled {} was not precompiled for this engine: {err:#}",
+                    plugin.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn another_memory_limit_refuses_the_built_in_artifacts() {
+        let engine = engine::build(&crate::config::EngineLimits {
+            max_instances: 4,
+            max_memory_bytes: 32 << 20,
+            max_table_elements: 1000,
+        })
+        .unwrap();
+        // SAFETY: as above; wasmtime refuses it before using it.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize(&engine, BUNDLED[0].precompiled) };
+        let Err(err) = loaded else {
+            panic!("a 32 MiB reservation generates other code, yet the artifact loaded");
+        };
+        assert!(format!("{err:#}").contains("memory"), "{err:#}");
+    }
 
     #[test]
     fn a_link_error_names_the_version_a_plugin_was_built_against() {

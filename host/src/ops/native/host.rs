@@ -283,7 +283,8 @@ pub struct PluginEntry {
     pub origin: String,
     /// SHA-256 of the component.
     pub component_sha256: String,
-    /// `hit` when the precompiled cache served it at startup.
+    /// How its code was had at startup: `built-in` (compiled when `host`
+    /// was built), `hit` (the precompiled cache) or `miss` (compiled then).
     pub cache: String,
     /// Its operations' paths.
     pub operations: Vec<String>,
@@ -379,6 +380,7 @@ impl NativeOp for Plugins {
                     origin: p.origin.clone(),
                     component_sha256: p.component_sha256.clone(),
                     cache: match p.cache {
+                        crate::runtime::CacheOutcome::BuiltIn => "built-in",
                         crate::runtime::CacheOutcome::Hit => "hit",
                         crate::runtime::CacheOutcome::Miss => "miss",
                     }
