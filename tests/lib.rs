@@ -79,8 +79,10 @@ pub struct TestNode {
 }
 
 /// The precompiled-component cache the test nodes share, next to the
-/// `host` binary: only the first node of a run compiles the plugins, so
-/// dozens of nodes starting at once do not starve each other of CPU.
+/// `host` binary. Bundled plugins under the default limits come compiled
+/// inside `host`; for the rest (test plugins from a `path`, other memory
+/// limits) only the first node of a run compiles, so dozens of nodes
+/// starting at once do not starve each other of CPU.
 fn shared_cache_dir() -> PathBuf {
     host_bin()
         .parent()

@@ -36,14 +36,18 @@ pub struct BundledPlugin {
     pub manifest: &'static str,
     /// The component, built for wasm32-wasip2.
     pub component: &'static [u8],
-    /// The component compiled at build time for an engine of
-    /// `PRECOMPILED_SHAPE` on the build machine's CPU; empty when the
-    /// build did not make one (a cross build).
+    /// The component compiled at build time, for the default largest
+    /// plugin memory and the build machine's CPU; empty when the build did
+    /// not make one (a cross build, `HEARTH_PRECOMPILE=0`).
     pub precompiled: &'static [u8],
 }
 
 /// Every plugin bundled at build time.
 pub static BUNDLED: &[BundledPlugin] = include!(concat!(env!("OUT_DIR"), "/bundled_plugins.rs"));
+
+/// Which wasmtime build compiled [`BundledPlugin::precompiled`]
+/// (`runtime::engine_config::wasmtime_build` in the build script).
+pub const PRECOMPILED_BY: &str = include!(concat!(env!("OUT_DIR"), "/precompiled_by.rs"));
 
 /// Where this build compiled the plugins workspace (`.wasm` files of every
 /// member, including test-only plugins that are not bundled). For tests and

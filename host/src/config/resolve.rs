@@ -808,7 +808,7 @@ fn bundled(file: &File, name: &str, component: &str) -> Result<Loaded, ConfigErr
     Ok(Loaded {
         manifest,
         component: Cow::Borrowed(bundled.component),
-        // Empty when the build could not precompile (a cross build).
+        // Empty when the build did not precompile (a cross build).
         precompiled: (!bundled.precompiled.is_empty()).then_some(bundled.precompiled),
         origin: "bundled".to_owned(),
     })

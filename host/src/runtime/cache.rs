@@ -66,11 +66,13 @@ impl ComponentCache {
         if let Some(artifact) = precompiled {
             match deserialize_built_in(engine, artifact) {
                 Ok(component) => return Ok((component, CacheOutcome::BuiltIn, sha256)),
-                // Expected when the limits differ from the defaults (another
-                // memory reservation) or the binary moved to another CPU.
-                Err(err) => tracing::debug!(
-                    error = %err,
-                    "the built-in artifact does not fit this engine; using the cache"
+                // Expected when the largest plugin memory is not the default
+                // (another memory reservation) or the binary moved to a CPU
+                // without the build machine's features.
+                Err(err) => tracing::info!(
+                    component = &sha256[..12],
+                    reason = %format!("{err:#}"),
+                    "the code compiled into host does not fit this engine; loading from the cache or compiling"
                 ),
             }
         }
@@ -101,11 +103,19 @@ impl ComponentCache {
 
 #[allow(unsafe_code)]
 fn deserialize_built_in(engine: &Engine, artifact: &'static [u8]) -> wasmtime::Result<Component> {
+    let node = super::engine_config::wasmtime_build();
+    if node != crate::config::PRECOMPILED_BY {
+        wasmtime::bail!(
+            "compiled by another build of wasmtime than this node's ({} and {node}): the workspace must build one wasmtime for the node and its build script",
+            crate::config::PRECOMPILED_BY
+        );
+    }
     // SAFETY: wasmtime trusts precompiled artifacts. This one is part of the
     // `host` binary: the build script made it with `precompile_component`
-    // from the bundled component, and wasmtime checks on load that it was
-    // compiled by this wasmtime version for a compatible configuration and
-    // CPU, refusing it otherwise.
+    // from the bundled component, with the wasmtime this node runs (checked
+    // just above: same crate build, so same version and cargo features),
+    // and wasmtime checks on load that the engine's settings and the CPU are
+    // compatible with the ones it was compiled for, refusing it otherwise.
     unsafe { Component::deserialize(engine, artifact) }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wasmtime::Engine;
 
-use super::engine_config::{EngineShape, engine_config};
+use super::engine_config::engine_config;
 
 use crate::config::EngineLimits;
 
@@ -18,11 +18,11 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Builds the engine shared by every plugin.
 pub fn build(limits: &EngineLimits) -> wasmtime::Result<Engine> {
-    Engine::new(&engine_config(&EngineShape {
-        max_instances: limits.max_instances,
-        max_memory_bytes: limits.max_memory_bytes,
-        max_table_elements: limits.max_table_elements,
-    }))
+    Engine::new(&engine_config(
+        limits.max_instances,
+        limits.max_memory_bytes,
+        limits.max_table_elements,
+    ))
 }
 
 /// A thread that advances the engine's epoch every [`EPOCH_TICK`] until
