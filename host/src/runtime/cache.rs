@@ -2,14 +2,17 @@
 //!
 //! Compiling a component takes hundreds of milliseconds; loading a
 //! precompiled one takes about one. A bundled plugin comes with an artifact
-//! compiled by the build script (`host/build.rs`), used whenever wasmtime
-//! accepts it for this engine, so even a node's first start compiles
-//! nothing for the default configuration. Entries are keyed by the SHA-256 of the
-//! component bytes and by the engine's compatibility hash (wasmtime version
-//! and codegen settings), so a new plugin build or a new `host` never loads
-//! a stale artifact. Files are written to a temporary name and renamed, so
-//! a crash mid-write leaves no half entry, and nodes sharing a cache
-//! directory never see each other's partial writes.
+//! compiled by the build script (`host/build.rs`), used whenever it was
+//! made by this node's wasmtime build and wasmtime accepts it for this
+//! engine, so even a node's first start compiles nothing for the default
+//! configuration.
+//!
+//! Cache entries are keyed by the SHA-256 of the component bytes and by
+//! the engine's compatibility hash (wasmtime version and codegen settings),
+//! so a new plugin build or a new `host` never loads a stale artifact.
+//! Files are written to a temporary name and renamed, so a crash mid-write
+//! leaves no half entry, and nodes sharing a cache directory never see each
+//! other's partial writes.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -20,6 +23,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::RuntimeError;
+use super::engine_config::wasmtime_build;
 
 /// Whether a component came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -101,15 +105,13 @@ impl ComponentCache {
     }
 }
 
+/// Loads an artifact compiled into `host` by its build script.
 #[allow(unsafe_code)]
-fn deserialize_built_in(engine: &Engine, artifact: &'static [u8]) -> wasmtime::Result<Component> {
-    let node = super::engine_config::wasmtime_build();
-    if node != crate::config::PRECOMPILED_BY {
-        wasmtime::bail!(
-            "compiled by another build of wasmtime than this node's ({} and {node}): the workspace must build one wasmtime for the node and its build script",
-            crate::config::PRECOMPILED_BY
-        );
-    }
+pub(super) fn deserialize_built_in(
+    engine: &Engine,
+    artifact: &'static [u8],
+) -> wasmtime::Result<Component> {
+    same_wasmtime(crate::config::PRECOMPILED_BY)?;
     // SAFETY: wasmtime trusts precompiled artifacts. This one is part of the
     // `host` binary: the build script made it with `precompile_component`
     // from the bundled component, with the wasmtime this node runs (checked
@@ -119,6 +121,18 @@ fn deserialize_built_in(engine: &Engine, artifact: &'static [u8]) -> wasmtime::R
     unsafe { Component::deserialize(engine, artifact) }
 }
 
+/// Whether `compiled_by` (a [`wasmtime_build`] recorded elsewhere) is this
+/// node's wasmtime build.
+fn same_wasmtime(compiled_by: &str) -> wasmtime::Result<()> {
+    let node = wasmtime_build();
+    if node != compiled_by {
+        wasmtime::bail!(
+            "compiled by another build of wasmtime than this node's ({compiled_by} and {node}): the workspace must build one wasmtime for the node and its build script"
+        );
+    }
+    Ok(())
+}
+
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: wasmtime trusts precompiled artifacts. This file was written by
@@ -126,4 +140,19 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // created 0700, and its name binds it to the source bytes and to this
     // engine's configuration, so it is what `Component::serialize` produced.
     unsafe { Component::deserialize_file(engine, path) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_wasmtime;
+
+    #[test]
+    fn artifacts_of_another_wasmtime_build_are_refused() {
+        let err = same_wasmtime("TypeId(0x0)").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("another build of wasmtime"),
+            "{err:#}"
+        );
+        same_wasmtime(&super::wasmtime_build()).unwrap();
+    }
 }

@@ -636,10 +636,9 @@ mod tests {
     use std::path::Path;
 
     use hearth_registry::StackFile;
-    use wasmtime::component::Component;
 
     use super::engine_config::{PRECOMPILED_MEMORY_BYTES, wasmtime_build};
-    use super::{engine, imported_version};
+    use super::{cache, engine, imported_version};
     use crate::config::{BUNDLED, DEFAULT_STACK, EngineLimits, NodeConfig, PRECOMPILED_BY};
 
     /// False (and says why) when this build compiled no artifacts
@@ -671,16 +670,22 @@ mod tests {
         }
         let engine = engine::build(&limits).unwrap();
         for plugin in BUNDLED {
-            // SAFETY: the artifact is the build script's `precompile_component`
-            // output, and wasmtime checks it against this engine first.
-            #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize(&engine, plugin.precompiled) };
-            if let Err(err) = loaded {
+            if let Err(err) = cache::deserialize_built_in(&engine, plugin.precompiled) {
                 panic!(
                     "bundled {} was not precompiled for this engine: {err:#}",
                     plugin.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_no_artifact_are_refused() {
+        let stack = StackFile::parse(DEFAULT_STACK, Path::new("default")).unwrap();
+        let limits = NodeConfig::from_stack(stack, None).unwrap().engine_limits();
+        let engine = engine::build(&limits).unwrap();
+        for bytes in [&b""[..], b"\x7fELF not really", BUNDLED[0].component] {
+            assert!(cache::deserialize_built_in(&engine, bytes).is_err());
         }
     }
 
@@ -695,10 +700,7 @@ mod tests {
             max_table_elements: 1000,
         })
         .unwrap();
-        // SAFETY: as above; wasmtime refuses it before using it.
-        #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize(&engine, BUNDLED[0].precompiled) };
-        let Err(err) = loaded else {
+        let Err(err) = cache::deserialize_built_in(&engine, BUNDLED[0].precompiled) else {
             panic!("a 32 MiB reservation generates other code, yet the artifact loaded");
         };
         assert!(format!("{err:#}").contains("memory"), "{err:#}");
